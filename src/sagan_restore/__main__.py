@@ -1,0 +1,5 @@
+import sys
+
+from sagan_restore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,185 @@
+"""The `sagan-restore` command. Each subcommand adds its own parser and a `run_*` function; `main` only
+dispatches. The argparse Namespace never leaves this file: it becomes a typed config here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from sagan_restore.errors import UserError
+
+
+def _range(text: str, *, kind=float, option: str) -> tuple:
+    """'25' -> (25, 25); '0-50' -> (0, 50)."""
+    try:
+        parts = [kind(p) for p in text.split("-", 1)] if "-" in text.lstrip("-") else [kind(text)] * 2
+    except ValueError:
+        raise UserError(f"{option} {text}: expected a number or a range like 10-50")
+    if parts[0] > parts[1] or parts[0] < 0:
+        raise UserError(f"{option} {text}: expected a non-negative range low-high")
+    return tuple(parts)
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise UserError(f"--attn-levels {text}: expected comma-separated level numbers, e.g. 2,3, or none")
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a generator (and discriminator) on paired or degraded images",
+                       description="Train a self-attention U-Net GAN. With no data option, the built-in "
+                                   "corpus (scikit-image photos + dead leaves) is used.")
+    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="run folder (default runs/latest)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    data = p.add_argument_group("data (choose at most one; none = built-in corpus)")
+    data.add_argument("--data", type=Path, help="folder with lr/+hr/, input/+target/ or A/+B/ subfolders")
+    data.add_argument("--aligned", type=Path, help="folder of side-by-side input|target images")
+    data.add_argument("--clean", type=Path, help="folder of clean images, degraded on the fly")
+    deg = p.add_argument_group("degradations (for --clean and the built-in corpus)")
+    deg.add_argument("--task", choices=["denoise", "sr"], default="denoise")
+    deg.add_argument("--sigma", help="Gaussian noise std (0..255 scale) or range, e.g. 25 or 0-50 "
+                                     "(default 25 for denoise, 0 for sr)")
+    deg.add_argument("--scale", type=int, choices=[2, 3, 4], default=4, help="SR factor (with --task sr)")
+    deg.add_argument("--poisson", type=float, default=0.0, metavar="PEAK", help="Poisson noise, photons at white")
+    deg.add_argument("--salt-pepper", type=float, default=0.0, metavar="FRACTION")
+    deg.add_argument("--blur", default="0", help="Gaussian blur std in pixels or range, e.g. 0-2")
+    deg.add_argument("--jpeg", help="JPEG quality range, e.g. 30-95")
+    deg.add_argument("--quantize-share", type=float, default=0.5,
+                     help="share of inputs clipped and rounded to 8 bits (default 0.5)")
+    pre = p.add_argument_group("preprocessing")
+    pre.add_argument("--load-size", type=int, help="resize images so the shorter side is this first")
+    pre.add_argument("--crop", type=int, default=96, help="target crop size (default 96)")
+    pre.add_argument("--no-augment", action="store_true", help="no random flips/rotations")
+    model = p.add_argument_group("model")
+    model.add_argument("--width", type=int, default=32)
+    model.add_argument("--depth", type=int, default=3)
+    model.add_argument("--blocks", type=int, default=1, help="residual blocks per level")
+    model.add_argument("--attn-levels", help="levels with self-attention, 0 = full resolution (default: depth)")
+    model.add_argument("--channels", type=int, choices=[1, 3], default=3, help="3 = colour model, 1 = grey")
+    model.add_argument("--d-width", type=int, default=64)
+    model.add_argument("--d-layers", type=int, default=3)
+    model.add_argument("--spectral-norm", action="store_true")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--iters", type=int, help="iterations (default 5000)")
+    opt.add_argument("--batch", type=int, default=8)
+    opt.add_argument("--lr", type=float, default=2e-4)
+    opt.add_argument("--beta1", type=float, default=0.5)
+    opt.add_argument("--beta2", type=float, default=0.999)
+    opt.add_argument("--adv-weight", type=float, default=1.0, help="0 = pure L1 model, no discriminator")
+    opt.add_argument("--l1-weight", type=float, default=100.0)
+    opt.add_argument("--seed", type=int, default=0)
+    run = p.add_argument_group("run")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    run.add_argument("--save-every", type=int, default=500)
+    run.add_argument("--sample-every", type=int, default=250)
+    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--no-progress", action="store_true")
+    p.set_defaults(command=run_train)
+
+
+def train_config_from_args(args):
+    from sagan_restore.config import DegradationConfig, GeneratorConfig, TrainConfig
+
+    for name in ("iters", "batch", "crop", "width", "depth", "blocks", "save_every", "sample_every", "log_every"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    sigma_default = "25" if args.task == "denoise" else "0"
+    degradation = DegradationConfig(
+        task=args.task,
+        scale=args.scale if args.task == "sr" else 1,
+        sigma=_range(args.sigma or sigma_default, option="--sigma"),
+        poisson_peak=args.poisson,
+        salt_pepper=args.salt_pepper,
+        blur=_range(args.blur, option="--blur"),
+        jpeg=_range(args.jpeg, kind=int, option="--jpeg") if args.jpeg else None,
+        quantize_share=args.quantize_share,
+    )
+    scale = degradation.scale
+    if args.data or args.aligned:
+        from sagan_restore.data.datasets import find_paired_folders, match_pairs, pair_scale
+
+        scale = pair_scale(match_pairs(*find_paired_folders(args.data))) if args.data else 1
+    attn = _levels(args.attn_levels) if args.attn_levels is not None else (args.depth,)
+    try:
+        generator = GeneratorConfig(in_channels=args.channels, out_channels=args.channels, width=args.width,
+                                    depth=args.depth, blocks=args.blocks, attn_levels=attn, scale=scale)
+    except ValueError as err:
+        raise UserError(f"model options: {err}")
+    return TrainConfig(
+        out=args.out, data=args.data, aligned=args.aligned, clean=args.clean, degradation=degradation,
+        generator=generator, load_size=args.load_size, crop=args.crop, augment=not args.no_augment,
+        iters=args.iters or 5_000, batch=args.batch, lr=args.lr, betas=(args.beta1, args.beta2),
+        adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
+        spectral_norm=args.spectral_norm, seed=args.seed, device=args.device, workers=args.workers,
+        save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
+    )
+
+
+def run_train(args) -> int:
+    from sagan_restore.train import load_run_config, train
+
+    if args.resume:
+        cfg = load_run_config(args.resume, iters=args.iters)
+        out = train(cfg, resume=True, progress=not args.no_progress)
+    else:
+        out = train(train_config_from_args(args), progress=not args.no_progress)
+    print(f"finished: {out / 'generator.safetensors'}")
+    return 0
+
+
+def add_enhance_parser(sub) -> None:
+    p = sub.add_parser("enhance", help="apply a trained generator to images",
+                       description="Enhance image files or folders; outputs keep name, format and bit depth.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument("--model", required=True, help="run folder, .safetensors file or .pt checkpoint")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--suffix", default="", help="added to output file names, e.g. _clean")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of outputs (default 95)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(command=run_enhance)
+
+
+def run_enhance(args) -> int:
+    from sagan_restore.infer.enhance import Enhancer, enhance_files
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    enhancer = Enhancer.load(args.model, device=args.device)
+    written = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
+                            quality=args.quality, progress=not args.no_progress)
+    print(f"wrote {len(written)} image(s) to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sagan-restore", description="Denoise and upscale images with a self-attention U-Net GAN.")
+    sub = parser.add_subparsers(title="commands", required=True)
+    add_train_parser(sub)
+    add_enhance_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda message, category, *rest: f"sagan-restore: warning: {message}\n"
+    try:
+        return args.command(args)
+    except UserError as err:
+        print(f"sagan-restore: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sagan-restore: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,109 @@
+"""Typed configuration. `cli.py` builds these once; everything else receives them explicitly.
+
+A run folder's `config.json` and every checkpoint hold `config_to_dict(cfg)`, and saved generators hold
+their `GeneratorConfig`, so a model is rebuilt from its file without repeating any training flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    in_channels: int = 3
+    out_channels: int = 3
+    width: int = 32  # channels at full resolution; doubled at each level down
+    depth: int = 3  # number of 2x downsamplings; inputs are padded to a multiple of 2**depth
+    blocks: int = 1  # residual blocks per level, in the encoder and in the decoder
+    attn_levels: tuple[int, ...] = (3,)  # 0 = full resolution ... depth = bottleneck (fewest tokens)
+    scale: int = 1  # 1 for restoration, 2/3/4 for super-resolution
+
+    def __post_init__(self):
+        if self.scale not in (1, 2, 3, 4):
+            raise ValueError(f"scale must be 1, 2, 3 or 4, not {self.scale}")
+        bad = [lv for lv in self.attn_levels if not 0 <= lv <= self.depth]
+        if bad:
+            raise ValueError(f"attention levels {bad} outside 0..{self.depth}")
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """How clean images are degraded on the fly. Steps run in this order: blur, downscale, noise, JPEG."""
+
+    task: str = "denoise"  # "denoise" or "sr"
+    scale: int = 1  # downscaling factor for "sr"
+    sigma: tuple[float, float] = (25.0, 25.0)  # Gaussian noise std on the 0..255 scale, drawn uniformly
+    poisson_peak: float = 0.0  # > 0: Poisson (shot) noise with this many photons at white
+    salt_pepper: float = 0.0  # fraction of pixels set to 0 or 1
+    blur: tuple[float, float] = (0.0, 0.0)  # Gaussian blur std in pixels, drawn uniformly
+    jpeg: tuple[int, int] | None = None  # JPEG quality range, e.g. (30, 95)
+    quantize_share: float = 0.5  # share of inputs clipped and rounded to 8 bits, as files users bring
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: Path
+    data: Path | None = None  # paired folders: lr/hr, input/target or A/B
+    aligned: Path | None = None  # side-by-side input|target images
+    clean: Path | None = None  # clean images degraded on the fly
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    load_size: int | None = None  # resize so the shorter side is this before cropping
+    crop: int = 96  # target-side crop size
+    augment: bool = True  # random flips and 90-degree rotations
+    iters: int = 5_000
+    batch: int = 8
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
+    adv_weight: float = 1.0
+    l1_weight: float = 100.0  # pix2pix's value: L1 anchors content, D adds texture
+    d_width: int = 64
+    d_layers: int = 3  # 3 layers give the 70x70 receptive field of pix2pix
+    spectral_norm: bool = False
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    save_every: int = 500
+    sample_every: int = 250
+    log_every: int = 10
+    max_pixels: int = 200_000_000
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = config_to_dict(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def generator_config_from_dict(d: dict) -> GeneratorConfig:
+    return GeneratorConfig(**{**d, "attn_levels": tuple(d.get("attn_levels", ()))})
+
+
+def train_config_from_dict(d: dict) -> TrainConfig:
+    d = dict(d)
+    deg = dict(d.pop("degradation"))
+    gen = generator_config_from_dict(d.pop("generator"))
+    for key in ("sigma", "blur", "jpeg"):
+        if deg.get(key) is not None:
+            deg[key] = tuple(deg[key])
+    for key in ("out", "data", "aligned", "clean"):
+        if d.get(key) is not None:
+            d[key] = Path(d[key])
+    return TrainConfig(
+        **{**d, "betas": tuple(d["betas"])},
+        degradation=DegradationConfig(**deg),
+        generator=gen,
+    )

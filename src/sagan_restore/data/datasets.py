@@ -1,0 +1,326 @@
+"""Training data: where pairs come from (paired folders, side-by-side files, clean images to degrade,
+the built-in corpus) and how one training sample is cut from them.
+
+Every sample is a pure function of (seed, sample index): index i draws its image, crop, flips and noise
+from `default_rng([seed, i])`. Resuming at step k therefore replays exactly what an uninterrupted run
+would have seen, whatever the number of DataLoader workers or processes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sagan_restore.config import DegradationConfig, TrainConfig
+from sagan_restore.data import corpus
+from sagan_restore.data.degradations import degrade, gaussian_noise, resize
+from sagan_restore.errors import UserError
+from sagan_restore.io import list_images, read_image, to_channels
+
+PAIRED_FOLDER_NAMES = (("lr", "hr"), ("input", "target"), ("A", "B"))
+DEAD_LEAVES_COUNT = 48  # procedural images added to the built-in corpus
+DEAD_LEAVES_SIZE = 256
+
+
+def _load_pixels(path: Path, channels: int, max_pixels: int) -> np.ndarray:
+    """Pixels of a training image: alpha ignored, converted to the model's channel count."""
+    return to_channels(read_image(path, max_pixels=max_pixels).pixels, channels)
+
+
+def _resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    factor = size / min(h, w)
+    return resize(img, (max(round(w * factor), 1), max(round(h * factor), 1)), Image.Resampling.LANCZOS)
+
+
+class ImageSource:
+    """A list of training images, decoded on first use and then kept in memory as float32 arrays."""
+
+    def __init__(self, loaders: list, names: list[str]):
+        self._loaders = loaders
+        self.names = names
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def get(self, k: int) -> np.ndarray:
+        if k not in self._cache:
+            self._cache[k] = self._loaders[k]()
+        return self._cache[k]
+
+
+@dataclass
+class PairedSource:
+    """Aligned (input, target) images; the target is `scale` times the input's size."""
+
+    inputs: ImageSource
+    targets: ImageSource
+    scale: int
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def find_paired_folders(root: Path) -> tuple[Path, Path]:
+    if not root.is_dir():
+        raise UserError(f"--data {root}: no such folder")
+    for lr_name, hr_name in PAIRED_FOLDER_NAMES:
+        if (root / lr_name).is_dir() and (root / hr_name).is_dir():
+            return root / lr_name, root / hr_name
+    raise UserError(f"--data {root}: expected subfolders lr/ + hr/, input/ + target/ or A/ + B/")
+
+
+def match_pairs(lr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair files by stem; every file without a partner is reported at once."""
+    lr = {p.stem: p for p in list_images(lr_dir)}
+    hr = {p.stem: p for p in list_images(hr_dir)}
+    problems = [f"{lr[s]} has no partner in {hr_dir}" for s in sorted(lr.keys() - hr.keys())]
+    problems += [f"{hr[s]} has no partner in {lr_dir}" for s in sorted(hr.keys() - lr.keys())]
+    if problems:
+        raise UserError("paired data has unmatched files:\n  " + "\n  ".join(problems))
+    if not lr:
+        raise UserError(f"{lr_dir} and {hr_dir} hold no images")
+    return [(lr[s], hr[s]) for s in sorted(lr)]
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) without decoding the pixels."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape
+            return shape[0], shape[1]
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as err:
+        raise UserError(f"{path}: not a readable image ({err})")
+
+
+def pair_scale(pairs: list[tuple[Path, Path]]) -> int:
+    """The common integer factor between targets and inputs; every mismatch is reported at once."""
+    scales, problems = set(), []
+    for lr_path, hr_path in pairs:
+        (lh, lw), (hh, hw) = _image_size(lr_path), _image_size(hr_path)
+        if hh % lh or hw % lw or hh // lh != hw // lw:
+            problems.append(f"{hr_path} is {hw}x{hh}, not an integer multiple of {lr_path} ({lw}x{lh})")
+        else:
+            scales.add(hh // lh)
+    if len(scales) > 1:
+        problems.append(f"pairs have different scale factors: {sorted(scales)}")
+    if problems:
+        raise UserError("paired data sizes do not match:\n  " + "\n  ".join(problems))
+    return scales.pop()
+
+
+def paired_source(cfg: TrainConfig) -> PairedSource:
+    lr_dir, hr_dir = find_paired_folders(cfg.data)
+    pairs = match_pairs(lr_dir, hr_dir)
+    scale = pair_scale(pairs)
+    channels = cfg.generator.in_channels
+
+    def loader(path: Path, size: int | None):
+        def load():
+            img = _load_pixels(path, channels, cfg.max_pixels)
+            return _resize_shorter_side(img, size) if size else img
+        return load
+
+    hr_size = cfg.load_size
+    lr_size = hr_size // scale if hr_size else None
+    names = [hr.name for _, hr in pairs]
+    return PairedSource(
+        inputs=ImageSource([loader(lr, lr_size) for lr, _ in pairs], names),
+        targets=ImageSource([loader(hr, hr_size) for _, hr in pairs], names),
+        scale=scale,
+    )
+
+
+def aligned_source(cfg: TrainConfig) -> PairedSource:
+    """pix2pix's aligned format: each file holds input | target side by side, halves of equal size."""
+    if not cfg.aligned.is_dir():
+        raise UserError(f"--aligned {cfg.aligned}: no such folder")
+    paths = list_images(cfg.aligned)
+    if not paths:
+        raise UserError(f"--aligned {cfg.aligned}: no images found")
+    odd = [str(p) for p in paths if _image_size(p)[1] % 2]
+    if odd:
+        raise UserError("side-by-side images must have an even width:\n  " + "\n  ".join(odd))
+    channels = cfg.generator.in_channels
+
+    def half(path: Path, side: int):
+        def load():
+            img = _load_pixels(path, channels, cfg.max_pixels)
+            w = img.shape[1] // 2
+            img = img[:, side * w:(side + 1) * w]
+            return _resize_shorter_side(img, cfg.load_size) if cfg.load_size else img
+        return load
+
+    names = [p.name for p in paths]
+    return PairedSource(ImageSource([half(p, 0) for p in paths], names),
+                        ImageSource([half(p, 1) for p in paths], names), scale=1)
+
+
+def clean_source(cfg: TrainConfig) -> ImageSource:
+    if not cfg.clean.is_dir():
+        raise UserError(f"--clean {cfg.clean}: no such folder")
+    paths = list_images(cfg.clean)
+    if not paths:
+        raise UserError(f"--clean {cfg.clean}: no images found")
+    return _clean_images(paths, cfg)
+
+
+def _clean_images(paths: list[Path], cfg: TrainConfig, extra: list | None = None) -> ImageSource:
+    channels = cfg.generator.in_channels
+
+    def loader(path: Path):
+        def load():
+            img = _load_pixels(path, channels, cfg.max_pixels)
+            return _resize_shorter_side(img, cfg.load_size) if cfg.load_size else img
+        return load
+
+    loaders = [loader(p) for p in paths] + [fn for fn, _ in extra or []]
+    names = [p.name for p in paths] + [name for _, name in extra or []]
+    return ImageSource(loaders, names)
+
+
+def builtin_source(cfg: TrainConfig) -> ImageSource:
+    """scikit-image's photos plus dead leaves; deterministic, independent of the training seed."""
+    channels = cfg.generator.in_channels
+
+    def leaves(i: int):
+        return lambda: corpus.dead_leaves(DEAD_LEAVES_SIZE, np.random.default_rng([7, i]), channels=channels)
+
+    extra = [(leaves(i), f"dead_leaves_{i:03d}") for i in range(DEAD_LEAVES_COUNT)]
+    return _clean_images(corpus.builtin_photo_paths(), cfg, extra)
+
+
+def validation_pair(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """The held-out photo of the built-in corpus, degraded once with a fixed seed; None for user data."""
+    if cfg.data or cfg.aligned or cfg.clean:
+        return None
+    clean = _load_pixels(corpus.validation_photo_path(), cfg.generator.in_channels, cfg.max_pixels)
+    scale = cfg.degradation.scale if cfg.degradation.task == "sr" else 1
+    h, w = (clean.shape[0] // 8 // scale) * 8 * scale, (clean.shape[1] // 8 // scale) * 8 * scale
+    clean = clean[:h, :w]
+    deg = cfg.degradation
+    rng = np.random.default_rng(12345)
+    if deg.task == "denoise" and deg.sigma[1] > 0:
+        # Validate at the middle of the training noise range, without 8-bit rounding: the protocol's input.
+        noisy = gaussian_noise(clean, (deg.sigma[0] + deg.sigma[1]) / 2, rng)
+        return noisy, clean
+    no_rounding = DegradationConfig(**{**deg.__dict__, "quantize_share": 0.0})
+    return degrade(clean, no_rounding, rng), clean
+
+
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    return img[y:y + size, x:x + size]
+
+
+def random_crop_pair(lr: np.ndarray, hr: np.ndarray, crop: int, scale: int, rng: np.random.Generator):
+    """Crops at the same place: `crop` pixels of the target, crop/scale of the input."""
+    lr_crop = crop // scale
+    h, w = lr.shape[:2]
+    y, x = rng.integers(0, h - lr_crop + 1), rng.integers(0, w - lr_crop + 1)
+    return lr[y:y + lr_crop, x:x + lr_crop], hr[y * scale:(y + lr_crop) * scale, x * scale:(x + lr_crop) * scale]
+
+
+def augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flip and 90-degree rotation (the 8 symmetries of the square) for every image."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = []
+    for img in images:
+        img = np.rot90(img, k)
+        out.append(img[:, ::-1] if flip else img)
+    return out
+
+
+def pad_to_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """Reflect-pad an image smaller than the crop (mirroring keeps noise statistics, unlike resizing)."""
+    h, w = img.shape[:2]
+    if h >= size and w >= size:
+        return img
+    return np.pad(img, ((0, max(size - h, 0)), (0, max(size - w, 0)), (0, 0)), mode="symmetric")
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
+
+
+class TrainingSamples(torch.utils.data.Dataset):
+    """Sample i = (input crop, target crop), a deterministic function of (seed, i). Tensors in [0, 1]."""
+
+    def __init__(self, source: PairedSource | ImageSource, cfg: TrainConfig):
+        self.source = source
+        self.cfg = cfg
+        self.crop = cfg.crop
+        self.scale = source.scale if isinstance(source, PairedSource) else _degradation_scale(cfg.degradation)
+        if self.crop % self.scale:
+            raise UserError(f"--crop {self.crop} must be a multiple of the scale {self.scale}")
+
+    def __len__(self) -> int:
+        return 2**62  # indexed by the global sample number, see `sample_indices`
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.cfg.seed, index])
+        k = int(rng.integers(len(self.source)))
+        if isinstance(self.source, PairedSource):
+            lr = self._padded(self.source.inputs, k, self.crop // self.scale)
+            hr = self._padded(self.source.targets, k, self.crop)
+            lr, hr = random_crop_pair(lr, hr, self.crop, self.scale, rng)
+            if self.cfg.augment:
+                lr, hr = augment([lr, hr], rng)
+        else:
+            hr = random_crop(self._padded(self.source, k, self.crop), self.crop, rng)
+            if self.cfg.augment:
+                (hr,) = augment([hr], rng)
+            lr = degrade(np.ascontiguousarray(hr), self.cfg.degradation, rng)
+        return to_tensor(lr), to_tensor(hr)
+
+    def _padded(self, source: ImageSource, k: int, size: int) -> np.ndarray:
+        img = source.get(k)
+        if min(img.shape[:2]) < size:
+            _warn_small(source.names[k], img.shape, size)
+        return pad_to_crop(img, size)
+
+
+_warned: set[str] = set()
+
+
+def _warn_small(name: str, shape, size: int) -> None:
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(f"{name} ({shape[1]}x{shape[0]}) is smaller than the crop {size}: mirror-padded")
+
+
+def _degradation_scale(deg: DegradationConfig) -> int:
+    return deg.scale if deg.task == "sr" else 1
+
+
+def build_source(cfg: TrainConfig) -> PairedSource | ImageSource:
+    given = [name for name, value in (("--data", cfg.data), ("--aligned", cfg.aligned), ("--clean", cfg.clean))
+             if value is not None]
+    if len(given) > 1:
+        raise UserError(f"choose one data source, not {' and '.join(given)}")
+    if cfg.data is not None:
+        return paired_source(cfg)
+    if cfg.aligned is not None:
+        return aligned_source(cfg)
+    if cfg.clean is not None:
+        return clean_source(cfg)
+    return builtin_source(cfg)
+
+
+def sample_indices(start_step: int, iters: int, batch: int) -> range:
+    """Global sample numbers from `start_step` on: batch b holds samples b*batch ... b*batch + batch - 1."""
+    return range(start_step * batch, iters * batch)
+
+

@@ -1,0 +1,269 @@
+"""Reading and writing images: the one place that knows about file formats, bit depth, alpha and ranges.
+
+Inside the package an image is a float32 array of shape (H, W, C) with C = 1 (grey) or 3 (RGB) and values
+in [0, 1]; alpha travels beside it as its own (H, W) array. Every conversion between what a file holds and
+that form happens here, by name: grey is never silently made RGB, 16 bits are never cut to 8 and alpha is
+never dropped without the caller asking for it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from sagan_restore.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
+TIFF_SUFFIXES = (".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 200_000_000  # larger files are refused as possible decompression bombs
+
+
+@dataclass
+class LoadedImage:
+    pixels: np.ndarray  # (H, W, C) float32 in [0, 1], C = 1 or 3
+    alpha: np.ndarray | None  # (H, W) float32 in [0, 1], or None
+    bit_depth: int  # 8 or 16: what the file stored, and what an output keeps
+    format: str  # "PNG", "JPEG", "TIFF", ...
+    icc_profile: bytes | None = None
+
+    @property
+    def is_grey(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty (0 bytes)")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            return _read_tiff(path, max_pixels)
+        return _read_with_pillow(path, max_pixels)
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
+        raise UserError(f"{path}: not a readable image ({err}); is the file complete and really an image?")
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise UserError(
+            f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:.0f}; raise --max-pixels if the file is trusted"
+        )
+
+
+def _read_with_pillow(path: Path, max_pixels: int) -> LoadedImage:
+    with warnings.catch_warnings():
+        # Pillow's own bomb check warns or raises at its global limit; ours is explicit and per call.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(path) as im:
+                _check_size(path, im.width, im.height, max_pixels)
+                if im.format == "PNG" and _png_is_16bit_colour(path):
+                    return _read_png16_colour(path)
+                fmt = im.format or path.suffix.lstrip(".").upper()
+                icc = im.info.get("icc_profile")
+                im.load()
+                im = ImageOps.exif_transpose(im)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_limit
+    pixels, alpha, bit_depth = _pillow_to_arrays(path, im)
+    return LoadedImage(pixels, alpha, bit_depth, fmt, icc)
+
+
+def _pillow_to_arrays(path: Path, im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
+    mode = im.mode
+    if mode == "P":
+        # Palette images become RGB, or RGBA when the palette carries transparency.
+        im = im.convert("RGBA" if "transparency" in im.info or im.palette.mode == "RGBA" else "RGB")
+        mode = im.mode
+    if mode == "1":
+        im, mode = im.convert("L"), "L"
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im, mode = im.convert("RGB"), "RGB"
+    if mode == "PA":
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im).astype(np.float32)
+        if mode == "I" and arr.max(initial=0) > 65535:
+            raise UserError(f"{path}: 32-bit integer images are not supported; save it as 16-bit")
+        return (arr / 65535.0)[..., None], None, 16
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        return np.clip(arr, 0, 1)[..., None], None, 16
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if mode in ("LA", "RGBA"):
+            return np.ascontiguousarray(arr[..., :-1]), np.ascontiguousarray(arr[..., -1]), 8
+        return arr, None, 8
+    raise UserError(f"{path}: image mode {mode} is not supported; convert it to RGB, grey or RGBA")
+
+
+def _png_is_16bit_colour(path: Path) -> bool:
+    """Pillow reads 16-bit RGB(A) PNGs as 8-bit; the IHDR chunk says whether the file is one."""
+    with open(path, "rb") as f:
+        header = f.read(26)
+    bit_depth, colour_type = header[24], header[25]
+    return bit_depth == 16 and colour_type in (2, 6)
+
+
+def _read_png16_colour(path: Path) -> LoadedImage:
+    import png  # pypng: reads the 16-bit colour PNGs that Pillow truncates
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    arr = arr.astype(np.float32) / 65535.0
+    alpha = np.ascontiguousarray(arr[..., 3]) if planes == 4 else None
+    return LoadedImage(np.ascontiguousarray(arr[..., :3]), alpha, 16, "PNG", None)
+
+
+def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        shape = page.shape
+        height, width = shape[0], shape[1]
+        if page.samplesperpixel > 1 and page.planarconfig == 2:  # planar: (C, H, W)
+            height, width = shape[1], shape[2]
+        _check_size(path, width, height, max_pixels)
+        arr = page.asarray()
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.dtype == np.uint8:
+        bit_depth, scaled = 8, arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        bit_depth, scaled = 16, arr.astype(np.float32) / 65535.0
+    elif arr.dtype in (np.float32, np.float64):
+        bit_depth, scaled = 16, np.clip(arr.astype(np.float32), 0, 1)
+    else:
+        raise UserError(f"{path}: TIFF sample type {arr.dtype} is not supported; use 8- or 16-bit")
+    if scaled.ndim == 2:
+        return LoadedImage(scaled[..., None], None, bit_depth, "TIFF")
+    channels = scaled.shape[2]
+    if channels == 1:
+        return LoadedImage(scaled, None, bit_depth, "TIFF")
+    if channels == 2:
+        return LoadedImage(scaled[..., :1].copy(), scaled[..., 1].copy(), bit_depth, "TIFF")
+    if channels in (3, 4):
+        alpha = scaled[..., 3].copy() if channels == 4 else None
+        return LoadedImage(np.ascontiguousarray(scaled[..., :3]), alpha, bit_depth, "TIFF")
+    raise UserError(f"{path}: TIFF with {channels} channels is not supported; use grey, RGB or RGBA")
+
+
+def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """Convert (H, W, 1|3) pixels to the given channel count: grey is replicated, RGB becomes BT.601 luma."""
+    have = pixels.shape[2]
+    if have == channels:
+        return pixels
+    if have == 1 and channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    if have == 3 and channels == 1:
+        return (pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    raise ValueError(f"cannot convert {have} channels to {channels}")
+
+
+def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Clip to [0, 1] and round to the integer type of the bit depth."""
+    top = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.round(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
+
+
+def output_suffix_for(path: Path) -> str:
+    return path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ".png"
+
+
+def write_image(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    alpha: np.ndarray | None = None,
+    bit_depth: int = 8,
+    quality: int = 95,
+    icc_profile: bytes | None = None,
+) -> None:
+    """Write (H, W, 1|3) pixels in [0, 1] to `path`, format from the suffix, atomically.
+
+    The file appears complete or not at all: it is written beside its destination and renamed.
+    Formats without 16-bit support (JPEG, WebP, BMP) are written at 8 bits.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".tif", ".tiff"):
+        bit_depth = 8
+    data = quantize(pixels, bit_depth)
+    if alpha is not None:
+        data = np.concatenate([data, quantize(alpha, bit_depth)[..., None]], axis=2)
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: output folder does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _encode(tmp, data, bit_depth=bit_depth, quality=quality, icc_profile=icc_profile)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"{path}: could not write the output ({err})")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_profile: bytes | None) -> None:
+    suffix = path.suffix.lower()
+    channels = data.shape[2]
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        photometric = "minisblack" if channels in (1, 2) else "rgb"
+        extrasamples = ["unassalpha"] if channels in (2, 4) else None
+        tifffile.imwrite(path, data.squeeze(2) if channels == 1 else data, photometric=photometric,
+                         extrasamples=extrasamples, iccprofile=icc_profile)
+        return
+    if suffix == ".png" and bit_depth == 16 and channels > 1:
+        import png
+
+        writer = png.Writer(data.shape[1], data.shape[0], greyscale=channels == 2, alpha=channels in (2, 4),
+                            bitdepth=16)
+        with open(path, "wb") as f:
+            writer.write(f, data.reshape(data.shape[0], -1))
+        return
+    # Pillow picks the mode from dtype and shape: uint16 (H, W) is I;16, uint8 (H, W, 2|3|4) is LA|RGB|RGBA.
+    im = Image.fromarray(np.ascontiguousarray(data.squeeze(2) if channels == 1 else data))
+    options: dict = {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if suffix in (".jpg", ".jpeg", ".webp"):
+        options["quality"] = quality
+        if suffix != ".webp" and im.mode in ("LA", "RGBA"):
+            im = im.convert(im.mode[:-1])  # JPEG has no alpha channel
+    im.save(path, format=_pillow_format(suffix), **options)
+
+
+def _pillow_format(suffix: str) -> str:
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+            ".ppm": "PPM", ".pgm": "PPM"}[suffix]
