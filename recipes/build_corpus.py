@@ -9,11 +9,11 @@ the corpus comes from the Debian bookworm packages surveyed in shared/training-d
 
 For each package the script fetches the .deb with `apt-get download`, unpacks it with
 `dpkg-deb -x` into a temporary folder, pulls out the images and turns them into clean ground truth:
-every source went through lossy coding, so each image is downscaled 1.5-2x with Lanczos (the
-codec's artefacts and the sensor noise average away) and stored as 8-bit RGB PNG. Near-flat images,
-exact duplicates and, among the textures, game maps, cut-outs and non-photographic tiles are
-rejected. OUT/manifest.json records, per file, the package, the original member, the licence note
-and the sizes before and after.
+every source went through lossy coding, so each image loses any black letterbox bars, is
+downscaled 1.5-2x with Lanczos (the codec's artefacts and the sensor noise average away) and is
+stored as 8-bit RGB PNG. Near-flat images, exact duplicates and, among the textures, game maps,
+cut-outs and non-photographic tiles are rejected. OUT/manifest.json records, per file, the
+package, the original member, the licence note, the crop and the sizes before and after.
 
     python recipes/build_corpus.py --out /work/data/corpus [--sources photos,textures]
                                    [--download-dir /work/data/debs]
@@ -50,13 +50,15 @@ MIN_SIDE = 256
 # Images whose shorter side is at least this many pixels are reduced 2x, others by the source's
 # smaller factor: big images carry more compression blur, small ones cannot afford to lose more.
 LARGE_SIDE = 1024
+# Rows or columns at the edge whose brightest pixel is at most this are letterbox bars.
+BLACK = 16
 # Mean absolute luma step between neighbours (0-255 scale) below which an image is near-flat.
 # Low on purpose: legitimate photos with much sky or water (a dolphin in open sea) score ~0.8;
 # the training sampler weights crops by gradient energy anyway.
 MIN_GRADIENT = 0.6
 # Textures only: a tile with more than this share of featureless 16x16 blocks is a cut-out on a
 # flat background, a sign or a UV skin padded with black. Photos are exempt: sky and bokeh are flat.
-MAX_FLAT_SHARE = 0.3
+MAX_FLAT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -225,10 +227,13 @@ SOURCES = (
         factor=1.5,
         members=pk3_reader(
             "usr/share/games/ufoai/base/0textures.pk3",
-            # Drop: alien-base sheets and screens, computer consoles, the sci-fi panels of tex_trak
-            # (its trak4_* brick/concrete/plaster tiles are photo-based), the painted hazard-stripe
-            # set, road and parking signs, and the rendered "9tech" walls.
-            drop=re.compile(r"tex_alienb/|tex_tech/|tex_trak/(?!trak4_)|stripe|sign|crossing|/9"),
+            # Drop: alien-base sheets and screens, the player base's rendered panels, computer
+            # consoles, the sci-fi panels of tex_trak (its trak4_* brick/concrete/plaster tiles are
+            # photo-based), the painted hazard-stripe set, road and parking signs, and the
+            # rendered "9tech" walls.
+            drop=re.compile(
+                r"tex_(alienb|base|tech)/|tex_trak/(?!trak4_)|stripe|sign|crossing|/9"
+            ),
         ),
     ),
     Source(
@@ -242,9 +247,10 @@ SOURCES = (
             # Most of this archive is model UV skins, sci-fi panels, skies and screenshots; keep
             # only the folders of photo-based terrain and building materials.
             keep=re.compile(
-                r"textures/(terrain_data|terraintex|stormkeep|trak4|desertfactory_(metal|stone|wood))/"
+                r"textures/(terrain_data|terraintex|stormkeep|trak4"
+                r"|desertfactory_(metal|stone|wood))/"
             ),
-            drop=re.compile(r"warning"),  # hazard stripes painted over concrete
+            drop=re.compile(r"warning|lava"),  # painted hazard stripes, procedural lava
         ),
     ),
 )
@@ -265,7 +271,7 @@ def ensure_package_lists(packages: Iterable[str]) -> None:
     for package in packages:
         known = subprocess.run(["apt-cache", "show", package], capture_output=True)
         if known.returncode != 0:
-            subprocess.run(["apt-get", "update"], capture_output=True, check=True)
+            subprocess.run(["apt-get", "update"], capture_output=True)  # failures show up below
             return
 
 
@@ -293,17 +299,27 @@ def deb_version(deb: Path) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def downscale(image: Image.Image, small_factor: float) -> tuple[Image.Image, float]:
-    """Lanczos-downscale to 8-bit RGB so that compression artefacts and noise average away."""
-    factor = 2.0 if min(image.size) >= LARGE_SIDE else small_factor
-    size = (round(image.width / factor), round(image.height / factor))
-    # Dropping alpha is safe: in the kept tiles it holds blend or height data, not transparency;
-    # cut-outs are caught by the flat-background check.
-    return image.convert("RGB").resize(size, Image.LANCZOS), factor
+def target_size(size: tuple[int, int], small_factor: float) -> tuple[tuple[int, int], float]:
+    """Size after downscaling, and the factor: 2 for large images, else the source's own."""
+    factor = 2.0 if min(size) >= LARGE_SIDE else small_factor
+    return (round(size[0] / factor), round(size[1] / factor)), factor
 
 
 def luma(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def content_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """Bounding box of the picture inside black letterbox bars, if any.
+
+    tuxpaint's mossy_bark has such bars; their hard edges are not content to learn from.
+    """
+    gray = luma(image)
+    rows = np.flatnonzero(gray.max(axis=1) > BLACK)
+    cols = np.flatnonzero(gray.max(axis=0) > BLACK)
+    if rows.size == 0:  # all black: left whole for the near-flat check to reject
+        return 0, 0, image.width, image.height
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def gradient_energy(gray: np.ndarray) -> float:
@@ -334,8 +350,6 @@ def looks_like_map(image: Image.Image) -> bool:
 
 def rejection(image: Image.Image, group: str) -> str | None:
     """Why a downscaled image should not enter the corpus, or None to keep it."""
-    if min(image.size) < MIN_SIDE:
-        return "too small"
     gray = luma(image)
     if gradient_energy(gray) < MIN_GRADIENT:
         return "near-flat"
@@ -358,7 +372,17 @@ def build_source(
     """Extract, clean and write one package's images; return their manifest entries."""
     entries = []
     for item in source.members(root):
-        image, factor = downscale(item.image, source.factor)
+        # 8-bit RGB; dropping alpha is safe: in the kept tiles it holds blend or height data,
+        # not transparency, and cut-outs are caught by the flat-background check.
+        image = item.image.convert("RGB")
+        box = content_box(image)
+        image = image.crop(box)
+        size, factor = target_size(image.size, source.factor)
+        if min(size) < MIN_SIDE:
+            rejected["too small"] += 1
+            continue
+        # Lanczos downscaling averages compression artefacts and sensor noise away.
+        image = image.resize(size, Image.LANCZOS)
         reason = rejection(image, source.group)
         digest = hashlib.sha256(repr(image.size).encode() + image.tobytes()).hexdigest()
         if reason is None and digest in seen:
@@ -376,6 +400,7 @@ def build_source(
                 "member": item.member,
                 "licence": source.licence,
                 "original_size": list(item.image.size),
+                "crop_box": list(box),
                 "final_size": list(image.size),
                 "downscale": factor,
             }
