@@ -107,7 +107,7 @@ def train_config_from_args(args):
         from sagan_restore.data.datasets import find_paired_folders, match_pairs, pair_scale
 
         scale = pair_scale(match_pairs(*find_paired_folders(args.data))) if args.data else 1
-    attn = _levels(args.attn_levels) if args.attn_levels is not None else (args.depth,)
+    attn = _levels(args.attn_levels) if args.attn_levels is not None else None
     try:
         generator = GeneratorConfig(in_channels=args.channels, out_channels=args.channels, width=args.width,
                                     depth=args.depth, blocks=args.blocks, attn_levels=attn, scale=scale)

@@ -19,10 +19,13 @@ class GeneratorConfig:
     width: int = 32  # channels at full resolution; doubled at each level down
     depth: int = 3  # number of 2x downsamplings; inputs are padded to a multiple of 2**depth
     blocks: int = 1  # residual blocks per level, in the encoder and in the decoder
-    attn_levels: tuple[int, ...] = (3,)  # 0 = full resolution ... depth = bottleneck (fewest tokens)
+    # Levels with self-attention: 0 = full resolution ... depth = bottleneck (fewest tokens, the default).
+    attn_levels: tuple[int, ...] | None = None
     scale: int = 1  # 1 for restoration, 2/3/4 for super-resolution
 
     def __post_init__(self):
+        if self.attn_levels is None:
+            object.__setattr__(self, "attn_levels", (self.depth,))
         if self.scale not in (1, 2, 3, 4):
             raise ValueError(f"scale must be 1, 2, 3 or 4, not {self.scale}")
         bad = [lv for lv in self.attn_levels if not 0 <= lv <= self.depth]
@@ -89,7 +92,8 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def generator_config_from_dict(d: dict) -> GeneratorConfig:
-    return GeneratorConfig(**{**d, "attn_levels": tuple(d.get("attn_levels", ()))})
+    levels = d.get("attn_levels")
+    return GeneratorConfig(**{**d, "attn_levels": tuple(levels) if levels is not None else None})
 
 
 def train_config_from_dict(d: dict) -> TrainConfig:

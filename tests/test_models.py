@@ -1,0 +1,81 @@
+import pytest
+import torch
+from torch import nn
+
+from sagan_restore.config import GeneratorConfig
+from sagan_restore.models.attention import SelfAttention2d
+from sagan_restore.models.discriminator import PatchDiscriminator, receptive_field
+from sagan_restore.models.generator import UNetGenerator
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+@pytest.mark.parametrize("size", [(16, 16), (21, 34)])
+def test_generator_output_shape_for_every_scale(scale, size):
+    g = UNetGenerator(GeneratorConfig(width=8, depth=2, attn_levels=(1, 2), scale=scale))
+    x = torch.rand(2, 3, *size)
+    assert g(x).shape == (2, 3, size[0] * scale, size[1] * scale)
+
+
+def test_grey_generator_shape():
+    g = UNetGenerator(GeneratorConfig(in_channels=1, out_channels=1, width=8, depth=2))
+    assert g(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)
+
+
+def test_fresh_attention_block_is_identity():
+    torch.manual_seed(0)
+    block = SelfAttention2d(16)
+    assert block.gamma.item() == 0.0
+    x = torch.randn(2, 16, 5, 7)
+    assert torch.equal(block(x), x)
+
+
+def test_attention_matches_the_sagan_equation():
+    torch.manual_seed(0)
+    block = SelfAttention2d(16)
+    with torch.no_grad():
+        block.gamma.fill_(0.7)
+    x = torch.randn(2, 16, 4, 6)
+    q, k, v = block.q(x).flatten(2), block.k(x).flatten(2), block.v(x).flatten(2)  # (B, C', N)
+    attn = (q.transpose(1, 2) @ k / q.shape[1] ** 0.5).softmax(-1)  # (B, N, N)
+    expected = x + 0.7 * (v @ attn.transpose(1, 2)).view_as(x)
+    assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_attention_is_placed_at_the_requested_levels():
+    g = UNetGenerator(GeneratorConfig(width=8, depth=3, attn_levels=(2, 3)))
+    widths = sorted(m.v.in_channels for m in g.modules() if isinstance(m, SelfAttention2d))
+    assert widths == [32, 64]
+    assert not any(isinstance(m, SelfAttention2d) for m in UNetGenerator(GeneratorConfig(attn_levels=())).modules())
+
+
+def test_generator_has_no_batch_statistics_or_transposed_convs():
+    g = UNetGenerator(GeneratorConfig(width=8, depth=2, scale=2))
+    kinds = {type(m) for m in g.modules()}
+    assert not kinds & {nn.BatchNorm2d, nn.ConvTranspose2d, nn.InstanceNorm2d}
+    x = torch.rand(1, 3, 16, 16)
+    g.train()
+    out_train = g(x)
+    g.eval()
+    assert torch.equal(out_train, g(x))  # train and eval compute the same function
+
+
+def test_fresh_generator_is_close_to_identity_through_global_residual():
+    torch.manual_seed(0)
+    g = UNetGenerator(GeneratorConfig(width=8, depth=2))
+    x = torch.rand(1, 3, 32, 32)
+    # The residual branch starts small, so the output starts near the input rather than at random.
+    assert (g(x) - x).abs().mean() < 0.2
+
+
+def test_patch_discriminator_receptive_field_and_conditioning():
+    assert receptive_field(3) == 70
+    d = PatchDiscriminator(6, width=8)
+    logits = d(torch.rand(2, 3, 96, 96), torch.rand(2, 3, 96, 96))
+    assert logits.shape == (2, 1, 10, 10)
+    # SR: the low-resolution input is upsampled to the target's size before concatenation.
+    assert d(torch.rand(2, 3, 24, 24), torch.rand(2, 3, 96, 96)).shape == (2, 1, 10, 10)
+
+
+def test_spectral_norm_option():
+    d = PatchDiscriminator(6, width=8, spectral_norm=True)
+    assert any(hasattr(m, "weight_orig") for m in d.modules())

@@ -1,0 +1,110 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sagan_restore import checkpoint
+from sagan_restore.cli import main
+
+from conftest import TINY_MODEL, save_png, smooth_image
+
+
+def read_log(run):
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def one_pair_folder(root):
+    rng = np.random.default_rng(3)
+    clean = smooth_image(rng, 32, 32)
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    (root / "lr").mkdir(parents=True)
+    (root / "hr").mkdir()
+    save_png(root / "lr" / "p.png", noisy)
+    save_png(root / "hr" / "p.png", clean)
+    return root
+
+
+def test_tiny_run_overfits_a_fixed_pair(tmp_path):
+    data = one_pair_folder(tmp_path / "pair")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--iters", "80", "--no-augment", "--lr", "2e-3",
+            "--adv-weight", "0", "--log-every", "1", "--no-progress", *TINY_MODEL]
+    assert main(args) == 0
+    l1 = [float(r["g_l1"]) for r in read_log(run)]
+    assert np.mean(l1[-5:]) < 0.35 * np.mean(l1[:5])
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    common = ["--iters", "6", "--save-every", "3", "--log-every", "1", "--sample-every", "100", "--no-progress",
+              *TINY_MODEL]
+    assert main(["train", "--out", str(tmp_path / "full"), *common]) == 0
+    interrupted = tmp_path / "cut"
+    assert main(["train", "--out", str(interrupted), *common[:1], "3", *common[2:]]) == 0
+    assert main(["train", "--resume", str(interrupted), "--iters", "6", "--no-progress"]) == 0
+    full, resumed = read_log(tmp_path / "full"), read_log(interrupted)
+    assert [r["step"] for r in resumed] == [str(s) for s in range(1, 7)]
+    for a, b in zip(full, resumed):
+        for key in ("g_l1", "g_adv", "d_real", "d_fake"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), (a["step"], key)
+    g_full = checkpoint.load_checkpoint(checkpoint.checkpoint_path(tmp_path / "full", 6))["generator"]
+    g_resumed = checkpoint.load_checkpoint(checkpoint.checkpoint_path(interrupted, 6))["generator"]
+    for name in g_full:
+        assert torch.allclose(g_full[name], g_resumed[name], atol=1e-6), name
+
+
+def test_run_folder_holds_everything(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iters", "4", "--save-every", "2", "--sample-every", "2",
+                 "--no-progress", *TINY_MODEL]) == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "checkpoints", "generator.safetensors", "log.csv", "losses.png", "samples.png"} <= names
+    assert [p.name for p in checkpoint.list_checkpoints(run)] == ["step_0000002.pt", "step_0000004.pt"]
+    assert read_log(run)[-1]["val_psnr"]  # validation on the held-out photo
+    model, info = checkpoint.load_generator(run / "generator.safetensors")
+    assert model.cfg.width == 8 and info["steps"] == 4
+
+
+def test_new_run_refuses_an_existing_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--out", str(run), "--iters", "1", "--no-progress", *TINY_MODEL]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_cli_train_then_enhance(tmp_path, scale):
+    run = tmp_path / "run"
+    task = ["--task", "sr", "--scale", str(scale)] if scale > 1 else []
+    assert main(["train", "--out", str(run), "--iters", "2", "--no-progress", *task, *TINY_MODEL]) == 0
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    save_png(inputs / "photo.png", smooth_image(np.random.default_rng(0), 29, 37))
+    save_png(inputs / "grey.png", smooth_image(np.random.default_rng(1), 20, 24, channels=1))
+    out = tmp_path / "out"
+    assert main(["enhance", str(inputs), "-o", str(out), "--model", str(run), "--no-progress"]) == 0
+    with Image.open(out / "photo.png") as im:
+        assert im.size == (37 * scale, 29 * scale) and im.mode == "RGB"
+    with Image.open(out / "grey.png") as im:
+        assert im.size == (24 * scale, 20 * scale) and im.mode == "L"
+
+
+def test_enhance_never_overwrites_inputs(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iters", "1", "--no-progress", *TINY_MODEL]) == 0
+    save_png(tmp_path / "a.png", smooth_image(np.random.default_rng(0), 16, 16))
+    before = (tmp_path / "a.png").read_bytes()
+    assert main(["enhance", str(tmp_path / "a.png"), "-o", str(tmp_path), "--model", str(run)]) == 2
+    assert "overwrite its input" in capsys.readouterr().err
+    assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_python_m_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "sagan_restore", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--attn-levels" in result.stdout
