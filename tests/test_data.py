@@ -90,7 +90,7 @@ def test_small_images_are_padded_with_a_warning(tmp_path):
     folder = tmp_path / "clean"
     folder.mkdir()
     save_png(folder / "tiny.png", smooth_image(np.random.default_rng(0), 10, 12))
-    cfg = cfg_for(tmp_path, clean=folder)
+    cfg = cfg_for(tmp_path, clean=(folder,), clean_weights=(1.0,))
     with pytest.warns(UserWarning, match="tiny.png"):
         inp, target = datasets.TrainingSamples(datasets.build_source(cfg), cfg)[0]
     assert target.shape == (3, 16, 16)
@@ -100,13 +100,13 @@ def test_load_size_resizes_the_shorter_side(tmp_path):
     folder = tmp_path / "clean"
     folder.mkdir()
     save_png(folder / "a.png", smooth_image(np.random.default_rng(0), 40, 80))
-    cfg = cfg_for(tmp_path, clean=folder, load_size=20)
+    cfg = cfg_for(tmp_path, clean=(folder,), clean_weights=(1.0,), load_size=20)
     assert datasets.build_source(cfg).get(0).shape == (20, 40, 3)
 
 
 def test_one_data_source_only(tmp_path):
     with pytest.raises(UserError, match="choose one"):
-        datasets.build_source(cfg_for(tmp_path, data=tmp_path, clean=tmp_path))
+        datasets.build_source(cfg_for(tmp_path, data=tmp_path, clean=(tmp_path,), clean_weights=(1.0,)))
 
 
 def test_grey_and_rgba_are_converted_explicitly(tmp_path):
@@ -116,7 +116,19 @@ def test_grey_and_rgba_are_converted_explicitly(tmp_path):
     save_png(folder / "grey.png", smooth_image(rng, 20, 20, channels=1))
     rgba = np.concatenate([smooth_image(rng, 20, 20), np.full((20, 20, 1), 0.5)], axis=2)
     save_png(folder / "rgba.png", rgba)
-    source = datasets.build_source(cfg_for(tmp_path, clean=folder))
+    source = datasets.build_source(cfg_for(tmp_path, clean=(folder,), clean_weights=(1.0,)))
     grey, colour = source.get(0), source.get(1)
     assert grey.shape == (20, 20, 3) and np.array_equal(grey[..., 0], grey[..., 2])
     assert colour.shape == (20, 20, 3)  # alpha dropped for training
+
+
+def test_clean_folders_are_drawn_with_their_weights(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        save_png(tmp_path / name / "x.png", smooth_image(rng, 20, 20))
+    cfg = cfg_for(tmp_path, clean=(tmp_path / "a", tmp_path / "b"), clean_weights=(1.0, 3.0), dead_leaves=1.0)
+    source = datasets.build_source(cfg)
+    assert np.allclose(source.weights[:2], [0.2, 0.6]) and np.isclose(source.weights.sum(), 1)
+    draws = [source.draw(np.random.default_rng(i)) for i in range(2000)]
+    assert abs(np.mean(np.array(draws) == 1) - 0.6) < 0.04

@@ -31,6 +31,20 @@ def _levels(text: str) -> tuple[int, ...]:
         raise UserError(f"--attn-levels {text}: expected comma-separated level numbers, e.g. 2,3, or none")
 
 
+def _weighted_folder(text: str) -> tuple[Path, float]:
+    """'photos' -> (photos, 1.0); 'textures:0.3' -> (textures, 0.3)."""
+    head, _, tail = text.rpartition(":")
+    if head:
+        try:
+            weight = float(tail)
+        except ValueError:
+            return Path(text), 1.0
+        if weight <= 0:
+            raise UserError(f"--clean {text}: the weight must be positive")
+        return Path(head), weight
+    return Path(text), 1.0
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a generator (and discriminator) on paired or degraded images",
                        description="Train a self-attention U-Net GAN. With no data option, the built-in "
@@ -40,7 +54,11 @@ def add_train_parser(sub) -> None:
     data = p.add_argument_group("data (choose at most one; none = built-in corpus)")
     data.add_argument("--data", type=Path, help="folder with lr/+hr/, input/+target/ or A/+B/ subfolders")
     data.add_argument("--aligned", type=Path, help="folder of side-by-side input|target images")
-    data.add_argument("--clean", type=Path, help="folder of clean images, degraded on the fly")
+    data.add_argument("--clean", action="append", default=[], metavar="DIR[:WEIGHT]",
+                      help="folder of clean images, degraded on the fly; repeat for several folders, each "
+                           "with an optional relative weight, e.g. --clean photos --clean textures:0.3")
+    data.add_argument("--dead-leaves", type=float, default=0.0, metavar="WEIGHT",
+                      help="with --clean: also draw procedural dead-leaves images, with this relative weight")
     deg = p.add_argument_group("degradations (for --clean and the built-in corpus)")
     deg.add_argument("--task", choices=["denoise", "sr"], default="denoise")
     deg.add_argument("--sigma", help="Gaussian noise std (0..255 scale) or range, e.g. 25 or 0-50 "
@@ -52,6 +70,8 @@ def add_train_parser(sub) -> None:
     deg.add_argument("--jpeg", help="JPEG quality range, e.g. 30-95")
     deg.add_argument("--quantize-share", type=float, default=0.5,
                      help="share of inputs clipped and rounded to 8 bits (default 0.5)")
+    deg.add_argument("--grey-share", type=float, default=0.0,
+                     help="share of colour crops turned grey first, so a colour model learns grey images too")
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--load-size", type=int, help="resize images so the shorter side is this first")
     pre.add_argument("--crop", type=int, default=96, help="target crop size (default 96)")
@@ -69,11 +89,15 @@ def add_train_parser(sub) -> None:
     opt.add_argument("--iters", type=int, help="iterations (default 5000)")
     opt.add_argument("--batch", type=int, default=8)
     opt.add_argument("--lr", type=float, default=2e-4)
+    opt.add_argument("--lr-decay-from", type=float, default=1.0, metavar="FRACTION",
+                     help="after this fraction of --iters the lr falls linearly to 0 (default 1.0: constant)")
     opt.add_argument("--beta1", type=float, default=0.5)
     opt.add_argument("--beta2", type=float, default=0.999)
     opt.add_argument("--adv-weight", type=float, default=1.0, help="0 = pure L1 model, no discriminator")
     opt.add_argument("--l1-weight", type=float, default=100.0)
     opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--init-from", type=Path, metavar="MODEL",
+                     help="start the generator from a trained model (same architecture): fine-tuning")
     run = p.add_argument_group("run")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -101,6 +125,7 @@ def train_config_from_args(args):
         blur=_range(args.blur, option="--blur"),
         jpeg=_range(args.jpeg, kind=int, option="--jpeg") if args.jpeg else None,
         quantize_share=args.quantize_share,
+        grey_share=args.grey_share,
     )
     scale = degradation.scale
     if args.data or args.aligned:
@@ -113,10 +138,15 @@ def train_config_from_args(args):
                                     depth=args.depth, blocks=args.blocks, attn_levels=attn, scale=scale)
     except ValueError as err:
         raise UserError(f"model options: {err}")
+    clean = [_weighted_folder(text) for text in args.clean]
+    if args.dead_leaves and (args.data or args.aligned):
+        raise UserError("--dead-leaves goes with --clean (or alone): paired data has no clean images to add to")
     return TrainConfig(
-        out=args.out, data=args.data, aligned=args.aligned, clean=args.clean, degradation=degradation,
+        out=args.out, data=args.data, aligned=args.aligned, clean=tuple(p for p, _ in clean),
+        clean_weights=tuple(w for _, w in clean), dead_leaves=args.dead_leaves, degradation=degradation,
         generator=generator, load_size=args.load_size, crop=args.crop, augment=not args.no_augment,
-        iters=args.iters or 5_000, batch=args.batch, lr=args.lr, betas=(args.beta1, args.beta2),
+        iters=args.iters or 5_000, batch=args.batch, lr=args.lr, lr_decay_from=args.lr_decay_from,
+        betas=(args.beta1, args.beta2), init_from=args.init_from,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,

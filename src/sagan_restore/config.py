@@ -45,6 +45,7 @@ class DegradationConfig:
     blur: tuple[float, float] = (0.0, 0.0)  # Gaussian blur std in pixels, drawn uniformly
     jpeg: tuple[int, int] | None = None  # JPEG quality range, e.g. (30, 95)
     quantize_share: float = 0.5  # share of inputs clipped and rounded to 8 bits, as files users bring
+    grey_share: float = 0.0  # share of colour crops made grey (equal channels, equal noise) first
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ class TrainConfig:
     out: Path
     data: Path | None = None  # paired folders: lr/hr, input/target or A/B
     aligned: Path | None = None  # side-by-side input|target images
-    clean: Path | None = None  # clean images degraded on the fly
+    clean: tuple[Path, ...] = ()  # folders of clean images degraded on the fly
+    clean_weights: tuple[float, ...] = ()  # how often each --clean folder is drawn from (relative)
+    dead_leaves: float = 0.0  # with --clean: relative weight of procedural dead-leaves images
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     load_size: int | None = None  # resize so the shorter side is this before cropping
@@ -61,6 +64,7 @@ class TrainConfig:
     iters: int = 5_000
     batch: int = 8
     lr: float = 2e-4
+    lr_decay_from: float = 1.0  # fraction of iters after which the lr falls linearly to 0 (1.0 = constant)
     betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
     adv_weight: float = 1.0
     l1_weight: float = 100.0  # pix2pix's value: L1 anchors content, D adds texture
@@ -68,6 +72,7 @@ class TrainConfig:
     d_layers: int = 3  # 3 layers give the 70x70 receptive field of pix2pix
     spectral_norm: bool = False
     seed: int = 0
+    init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
     workers: int = 0
     save_every: int = 500
@@ -86,7 +91,7 @@ def config_to_dict(cfg: Any) -> dict:
         elif isinstance(value, Path):
             value = str(value)
         elif isinstance(value, tuple):
-            value = list(value)
+            value = [str(v) if isinstance(v, Path) else v for v in value]
         out[f.name] = value
     return out
 
@@ -103,9 +108,11 @@ def train_config_from_dict(d: dict) -> TrainConfig:
     for key in ("sigma", "blur", "jpeg"):
         if deg.get(key) is not None:
             deg[key] = tuple(deg[key])
-    for key in ("out", "data", "aligned", "clean"):
+    for key in ("out", "data", "aligned", "init_from"):
         if d.get(key) is not None:
             d[key] = Path(d[key])
+    d["clean"] = tuple(Path(p) for p in d.get("clean", ()))
+    d["clean_weights"] = tuple(d.get("clean_weights", ()))
     return TrainConfig(
         **{**d, "betas": tuple(d["betas"])},
         degradation=DegradationConfig(**deg),

@@ -67,6 +67,29 @@ def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
     return Nets(g, d, opt_g, opt_d)
 
 
+def init_generator(nets: Nets, cfg: TrainConfig) -> None:
+    """Copy trained weights into the fresh generator (--init-from); the architectures must agree."""
+    model, _ = checkpoint.load_model(cfg.init_from)
+    if model.cfg != cfg.generator:
+        raise UserError(f"--init-from {cfg.init_from}: its architecture {model.cfg} differs from the "
+                        f"requested {cfg.generator}; pass matching --width/--depth/--blocks/--attn-levels")
+    nets.generator.load_state_dict(model.state_dict())
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Constant, then (after lr_decay_from * iters) linear decay to 0, as pix2pix's 'linear' policy."""
+    decay_start = cfg.lr_decay_from * cfg.iters
+    if step <= decay_start:
+        return cfg.lr
+    return cfg.lr * max(0.0, (cfg.iters - step) / max(cfg.iters - decay_start, 1))
+
+
+def set_learning_rate(nets: Nets, lr: float) -> None:
+    for opt in (nets.opt_g, nets.opt_d):
+        for group in opt.param_groups if opt is not None else ():
+            group["lr"] = lr
+
+
 def d_step(nets: Nets, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """D learns to call (input, target) real and (input, G(input)) fake."""
     d = nets.discriminator
@@ -200,6 +223,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     source = build_source(cfg)
     samples = TrainingSamples(source, cfg)
     nets = build_nets(cfg, device)
+    if cfg.init_from is not None and not resume:
+        init_generator(nets, cfg)
     start = restore_state(cfg, nets) if resume else 0
     if start >= cfg.iters:
         raise UserError(f"{cfg.out} is already at step {start} of {cfg.iters}; pass --iters N to train longer")
@@ -214,6 +239,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     nets.generator.train()
     for step, (inputs, target) in enumerate(loader, start=start + 1):
         inputs, target = inputs.to(device), target.to(device)
+        set_learning_rate(nets, learning_rate(cfg, step))
         fake = nets.generator(inputs)
         losses = d_step(nets, inputs, fake, target) if nets.discriminator is not None else {}
         losses |= g_step(nets, cfg, inputs, fake, target)

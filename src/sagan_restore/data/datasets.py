@@ -25,6 +25,7 @@ from sagan_restore.io import list_images, read_image, to_channels
 PAIRED_FOLDER_NAMES = (("lr", "hr"), ("input", "target"), ("A", "B"))
 DEAD_LEAVES_COUNT = 48  # procedural images added to the built-in corpus
 DEAD_LEAVES_SIZE = 256
+BUILTIN_DEAD_LEAVES_SHARE = 0.3  # of built-in corpus samples; the 13 photos give the rest
 
 
 def _load_pixels(path: Path, channels: int, max_pixels: int) -> np.ndarray:
@@ -39,15 +40,24 @@ def _resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
 
 
 class ImageSource:
-    """A list of training images, decoded on first use and then kept in memory as float32 arrays."""
+    """A list of training images, decoded on first use and then kept in memory as float32 arrays.
 
-    def __init__(self, loaders: list, names: list[str]):
+    `weights`, if given, are the probabilities of drawing each image (they sum to 1); else uniform.
+    """
+
+    def __init__(self, loaders: list, names: list[str], weights: np.ndarray | None = None):
         self._loaders = loaders
         self.names = names
+        self.weights = weights
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self._loaders)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        if self.weights is None:
+            return int(rng.integers(len(self)))
+        return int(rng.choice(len(self), p=self.weights))
 
     def get(self, k: int) -> np.ndarray:
         if k not in self._cache:
@@ -168,42 +178,64 @@ def aligned_source(cfg: TrainConfig) -> PairedSource:
 
 
 def clean_source(cfg: TrainConfig) -> ImageSource:
-    if not cfg.clean.is_dir():
-        raise UserError(f"--clean {cfg.clean}: no such folder")
-    paths = list_images(cfg.clean)
-    if not paths:
-        raise UserError(f"--clean {cfg.clean}: no images found")
-    return _clean_images(paths, cfg)
+    """Images from each --clean folder (and dead leaves if asked for), drawn with the folders' weights.
+
+    Within a folder an image is drawn in proportion to its pixel count, so every region of the data is
+    equally likely to be cropped whatever the image sizes.
+    """
+    groups = []
+    for folder, weight in zip(cfg.clean, cfg.clean_weights):
+        if not folder.is_dir():
+            raise UserError(f"--clean {folder}: no such folder")
+        paths = list_images(folder)
+        if not paths:
+            raise UserError(f"--clean {folder}: no images found")
+        areas = np.array([np.prod(_image_size(p)) for p in paths], dtype=np.float64)
+        groups.append(([_clean_loader(p, cfg) for p in paths], [p.name for p in paths], areas, weight))
+    if cfg.dead_leaves > 0:
+        groups.append((*_dead_leaves(cfg), np.ones(DEAD_LEAVES_COUNT), cfg.dead_leaves))
+    return _weighted_source(groups)
 
 
-def _clean_images(paths: list[Path], cfg: TrainConfig, extra: list | None = None) -> ImageSource:
-    channels = cfg.generator.in_channels
-
-    def loader(path: Path):
-        def load():
-            img = _load_pixels(path, channels, cfg.max_pixels)
-            return _resize_shorter_side(img, cfg.load_size) if cfg.load_size else img
-        return load
-
-    loaders = [loader(p) for p in paths] + [fn for fn, _ in extra or []]
-    names = [p.name for p in paths] + [name for _, name in extra or []]
-    return ImageSource(loaders, names)
+def _weighted_source(groups: list[tuple[list, list[str], np.ndarray, float]]) -> ImageSource:
+    total = sum(weight for *_, weight in groups)
+    loaders, names, probabilities = [], [], []
+    for group_loaders, group_names, sizes, weight in groups:
+        loaders += group_loaders
+        names += group_names
+        probabilities.append(sizes / sizes.sum() * weight / total)
+    return ImageSource(loaders, names, np.concatenate(probabilities))
 
 
-def builtin_source(cfg: TrainConfig) -> ImageSource:
-    """scikit-image's photos plus dead leaves; deterministic, independent of the training seed."""
+def _clean_loader(path: Path, cfg: TrainConfig):
+    def load():
+        img = _load_pixels(path, cfg.generator.in_channels, cfg.max_pixels)
+        return _resize_shorter_side(img, cfg.load_size) if cfg.load_size else img
+    return load
+
+
+def _dead_leaves(cfg: TrainConfig) -> tuple[list, list[str]]:
+    """A fixed pool of dead-leaves images, the same for every run (independent of the training seed)."""
     channels = cfg.generator.in_channels
 
     def leaves(i: int):
         return lambda: corpus.dead_leaves(DEAD_LEAVES_SIZE, np.random.default_rng([7, i]), channels=channels)
 
-    extra = [(leaves(i), f"dead_leaves_{i:03d}") for i in range(DEAD_LEAVES_COUNT)]
-    return _clean_images(corpus.builtin_photo_paths(), cfg, extra)
+    return [leaves(i) for i in range(DEAD_LEAVES_COUNT)], [f"dead_leaves_{i:03d}" for i in range(DEAD_LEAVES_COUNT)]
+
+
+def builtin_source(cfg: TrainConfig) -> ImageSource:
+    """scikit-image's photos (by pixel count) plus dead leaves (a BUILTIN_DEAD_LEAVES_SHARE of samples)."""
+    paths = corpus.builtin_photo_paths()
+    areas = np.array([np.prod(_image_size(p)) for p in paths], dtype=np.float64)
+    photos = ([_clean_loader(p, cfg) for p in paths], [p.name for p in paths], areas, 1 - BUILTIN_DEAD_LEAVES_SHARE)
+    leaves = (*_dead_leaves(cfg), np.ones(DEAD_LEAVES_COUNT), BUILTIN_DEAD_LEAVES_SHARE)
+    return _weighted_source([photos, leaves])
 
 
 def validation_pair(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """The held-out photo of the built-in corpus, degraded once with a fixed seed; None for user data."""
-    if cfg.data or cfg.aligned or cfg.clean:
+    if cfg.data or cfg.aligned or cfg.clean or cfg.dead_leaves:
         return None
     clean = _load_pixels(corpus.validation_photo_path(), cfg.generator.in_channels, cfg.max_pixels)
     scale = cfg.degradation.scale if cfg.degradation.task == "sr" else 1
@@ -271,7 +303,7 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.cfg.seed, index])
-        k = int(rng.integers(len(self.source)))
+        k = (self.source.targets if isinstance(self.source, PairedSource) else self.source).draw(rng)
         if isinstance(self.source, PairedSource):
             lr = self._padded(self.source.inputs, k, self.crop // self.scale)
             hr = self._padded(self.source.targets, k, self.crop)
@@ -282,7 +314,13 @@ class TrainingSamples(torch.utils.data.Dataset):
             hr = random_crop(self._padded(self.source, k, self.crop), self.crop, rng)
             if self.cfg.augment:
                 (hr,) = augment([hr], rng)
-            lr = degrade(np.ascontiguousarray(hr), self.cfg.degradation, rng)
+            hr = np.ascontiguousarray(hr)
+            if hr.shape[2] == 3 and rng.random() < self.cfg.degradation.grey_share:
+                # A grey photo as a colour model sees it: three equal channels with equal noise.
+                grey = to_channels(hr, 1)
+                hr, lr = to_channels(grey, 3), to_channels(degrade(grey, self.cfg.degradation, rng), 3)
+            else:
+                lr = degrade(hr, self.cfg.degradation, rng)
         return to_tensor(lr), to_tensor(hr)
 
     def _padded(self, source: ImageSource, k: int, size: int) -> np.ndarray:
@@ -307,14 +345,14 @@ def _degradation_scale(deg: DegradationConfig) -> int:
 
 def build_source(cfg: TrainConfig) -> PairedSource | ImageSource:
     given = [name for name, value in (("--data", cfg.data), ("--aligned", cfg.aligned), ("--clean", cfg.clean))
-             if value is not None]
+             if value]
     if len(given) > 1:
         raise UserError(f"choose one data source, not {' and '.join(given)}")
     if cfg.data is not None:
         return paired_source(cfg)
     if cfg.aligned is not None:
         return aligned_source(cfg)
-    if cfg.clean is not None:
+    if cfg.clean or cfg.dead_leaves:
         return clean_source(cfg)
     return builtin_source(cfg)
 
