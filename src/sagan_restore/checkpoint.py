@@ -17,6 +17,7 @@ from safetensors import safe_open
 
 from sagan_restore.config import GeneratorConfig, config_to_dict, generator_config_from_dict
 from sagan_restore.errors import UserError
+from sagan_restore.models import zoo
 from sagan_restore.models.generator import UNetGenerator
 
 GENERATOR_FORMAT = "sagan-restore-generator/1"
@@ -48,14 +49,19 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def save_generator(path: Path, model: UNetGenerator, *, info: dict | None = None) -> None:
-    """safetensors weights + metadata: the GeneratorConfig and free-form info (task, steps, ...)."""
+def save_generator(path: Path, model: UNetGenerator, *, info: dict | None = None, half: bool = False) -> None:
+    """safetensors weights + metadata: the GeneratorConfig and free-form info (task, steps, ...).
+
+    `half` stores float16 (half the size, for shipped weights); loading always gives float32.
+    """
     metadata = {
         "format": GENERATOR_FORMAT,
         "generator_config": json.dumps(config_to_dict(model.cfg)),
         "info": json.dumps(info or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -112,9 +118,9 @@ def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerato
 
 
 def load_model(spec: str | Path, *, device="cpu") -> tuple[UNetGenerator, dict]:
-    """A generator from a run folder (its generator.safetensors, else its newest checkpoint), a
-    .safetensors file or a .pt checkpoint."""
-    path = Path(spec)
+    """A generator from a pretrained name (see models/zoo.py), a run folder (its generator.safetensors,
+    else its newest checkpoint), a .safetensors file or a .pt checkpoint."""
+    path = zoo.resolve(spec)
     if path.is_dir():
         if (path / "generator.safetensors").exists():
             return load_generator(path / "generator.safetensors", device=device)
@@ -122,8 +128,6 @@ def load_model(spec: str | Path, *, device="cpu") -> tuple[UNetGenerator, dict]:
         if checkpoints:
             return generator_from_checkpoint(checkpoints[-1], device=device)
         raise UserError(f"--model {path}: the folder has neither generator.safetensors nor checkpoints/")
-    if not path.exists():
-        raise UserError(f"--model {spec}: no such file or folder")
     if path.suffix == ".safetensors":
         return load_generator(path, device=device)
     if path.suffix == ".pt":

@@ -194,11 +194,37 @@ def run_enhance(args) -> int:
     return 0
 
 
+def add_models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the pretrained models shipped with the package, with their scores")
+    p.set_defaults(command=run_models)
+
+
+def run_models(args) -> int:
+    from sagan_restore.checkpoint import load_generator
+    from sagan_restore.models import zoo
+
+    models = zoo.shipped()
+    if not models:
+        print("no pretrained models are shipped in this installation")
+        return 0
+    for m in models:
+        _, info = load_generator(m.path)
+        steps, params = info.get("steps"), info.get("parameters")
+        print(f"{m.name}: {m.summary}")
+        print(f"  {params / 1e6:.2f} M parameters, {info.get('gflops_per_mp')} GFLOPs/megapixel, "
+              f"{steps} training steps, recipe {info.get('recipe')}")
+        for score in info.get("scores", []):
+            level = f"sigma {score['sigma']}" if "sigma" in score else f"x{score.get('scale')}"
+            print(f"  {score['set']} {level}: {score['psnr']:.2f} dB PSNR, SSIM {score['ssim']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagan-restore", description="Denoise and upscale images with a self-attention U-Net GAN.")
     sub = parser.add_subparsers(title="commands", required=True)
     add_train_parser(sub)
     add_enhance_parser(sub)
+    add_models_parser(sub)
     return parser
 
 
