@@ -1,0 +1,65 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sagan_restore import checkpoint
+from sagan_restore.cli import main
+from sagan_restore.config import GeneratorConfig
+from sagan_restore.errors import UserError
+from sagan_restore.models import zoo
+from sagan_restore.models.generator import UNetGenerator
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
+    return tmp_path / "weights"
+
+
+def test_unknown_name_lists_the_choices(weights_dir):
+    with pytest.raises(UserError, match="not a pretrained model"):
+        zoo.resolve("no-such-model")
+
+
+def test_pretrained_name_resolves_and_loads_in_float32(weights_dir):
+    torch.manual_seed(0)
+    model = UNetGenerator(GeneratorConfig(width=8, depth=2))
+    checkpoint.save_generator(weights_dir / "denoise.safetensors", model, info={"steps": 3}, half=True)
+    loaded, info = checkpoint.load_model("denoise")
+    assert info["steps"] == 3
+    weight = next(loaded.parameters())
+    assert weight.dtype == torch.float32
+    assert torch.allclose(weight, next(model.parameters()), atol=1e-3)
+
+
+def test_models_command_lists_shipped_models_with_scores(weights_dir, capsys):
+    model = UNetGenerator(GeneratorConfig(width=8, depth=2))
+    info = {"steps": 5, "parameters": 1234, "gflops_per_mp": 1.5, "recipe": "recipes/denoise.sh",
+            "scores": [{"set": "McMaster", "sigma": 25, "psnr": 30.5, "ssim": 0.85}]}
+    checkpoint.save_generator(weights_dir / "denoise.safetensors", model, info=info)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "denoise" in out and "McMaster sigma 25: 30.50 dB" in out
+
+
+def test_package_model_recipe_writes_half_precision_weights(tmp_path, weights_dir):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iters", "2", "--no-progress", "--width", "8", "--depth", "2",
+                 "--crop", "32", "--batch", "2", "--adv-weight", "0"]) == 0
+    sys.path.insert(0, str(REPO / "recipes"))
+    try:
+        import package_model
+    finally:
+        sys.path.pop(0)
+    assert package_model.main([str(run), "--name", "denoise", "--recipe", "recipes/denoise.sh"]) == 0
+    path = weights_dir / "denoise.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+    _, info = checkpoint.load_model("denoise")
+    assert info["name"] == "denoise" and info["parameters"] > 0 and info["train_seconds"] > 0
