@@ -165,16 +165,43 @@ def run_train(args) -> int:
     return 0
 
 
+def _tile(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in pixels, 0 (no tiling) or auto, not {text!r}")
+
+
 def add_enhance_parser(sub) -> None:
     p = sub.add_parser("enhance", help="apply a trained generator to images",
-                       description="Enhance image files or folders; outputs keep name, format and bit depth.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+                       description="Enhance image files, folders or glob patterns; outputs keep name, format, "
+                                   "bit depth, alpha and ICC/EXIF metadata. Large images are processed in "
+                                   "overlapping tiles that are blended without seams.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="image files, folders or quoted glob patterns such as 'photos/*.jpg'")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--model", required=True, help="run folder, .safetensors file or .pt checkpoint")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--suffix", default="", help="added to output file names, e.g. _clean")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of outputs (default 95)")
+    files = p.add_argument_group("files")
+    files.add_argument("--recursive", action="store_true",
+                       help="also enhance images in subfolders (outputs keep the folder structure); "
+                            "lets ** in patterns match folders")
+    files.add_argument("--suffix", default="", help="added to output file names, e.g. _clean")
+    files.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    files.add_argument("--skip-existing", action="store_true", help="leave existing outputs, enhance the rest")
+    files.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of outputs, 1-100 (default 95)")
+    files.add_argument("--max-pixels", type=int, default=200_000_000,
+                       help="refuse larger images, a guard against decompression bombs (default 200 million)")
+    speed = p.add_argument_group("tiling and speed")
+    speed.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
+                       help="tile size in input pixels; 0 = whole image at once; auto (default) = from free memory")
+    speed.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
+    speed.add_argument("--batch", type=int, help="tiles per forward pass (default: automatic)")
+    speed.add_argument("--half", action="store_true", help="bf16/fp16 autocast on a GPU")
+    speed.add_argument("--compile", action="store_true",
+                       help="torch.compile the model: faster per tile, but each tile shape first compiles")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_enhance)
 
@@ -182,15 +209,38 @@ def add_enhance_parser(sub) -> None:
 def run_enhance(args) -> int:
     from sagan_restore.infer.enhance import Enhancer, enhance_files
 
-    if args.device == "cuda":
-        import torch
+    if not 1 <= args.quality <= 100:
+        raise UserError(f"--quality {args.quality}: must be between 1 and 100")
+    enhancer = Enhancer.load(args.model, device=args.device, tile=args.tile, overlap=args.overlap,
+                             batch=args.batch, half=args.half, compile=args.compile)
+    report = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
+                           skip_existing=args.skip_existing, recursive=args.recursive, quality=args.quality,
+                           max_pixels=args.max_pixels, progress=not args.no_progress)
+    print(report.summary(args.out))
+    return 1 if report.failed else 0
 
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    enhancer = Enhancer.load(args.model, device=args.device)
-    written = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
-                            quality=args.quality, progress=not args.no_progress)
-    print(f"wrote {len(written)} image(s) to {args.out}")
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a generator to ONNX",
+                       description="Write the full generator (any height and width, no tiling inside) as an "
+                                   "ONNX model; tiling large images stays in Python (sagan_restore.infer.tiling).")
+    p.add_argument("--model", required=True, help="run folder, .safetensors file or .pt checkpoint")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="FILE", help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip comparing onnxruntime's output with PyTorch's on a test image")
+    p.set_defaults(command=run_export)
+
+
+def run_export(args) -> int:
+    from sagan_restore.export import check_onnx, export_onnx
+
+    export_onnx(args.model, args.out, opset=args.opset, overwrite=args.overwrite)
+    print(f"wrote {args.out}")
+    if not args.no_check:
+        print(check_onnx(args.out, args.model))
     return 0
 
 
@@ -225,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_enhance_parser(sub)
     add_models_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

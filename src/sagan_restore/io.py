@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,8 @@ class LoadedImage:
     bit_depth: int  # 8 or 16: what the file stored, and what an output keeps
     format: str  # "PNG", "JPEG", "TIFF", ...
     icc_profile: bytes | None = None
+    exif: bytes | None = None  # EXIF block with the orientation already applied to the pixels (tag removed)
+    dpi: tuple[float, float] | None = None
 
     @property
     def is_grey(self) -> bool:
@@ -78,18 +82,46 @@ def _read_with_pillow(path: Path, max_pixels: int) -> LoadedImage:
             with Image.open(path) as im:
                 _check_size(path, im.width, im.height, max_pixels)
                 if im.format == "PNG" and _png_is_16bit_colour(path):
-                    return _read_png16_colour(path)
+                    return _read_png16_colour(path, im)
                 fmt = im.format or path.suffix.lstrip(".").upper()
                 icc = im.info.get("icc_profile")
                 im.load()
+                # Pillow removes the orientation tag from the EXIF of the image it turns upright.
                 im = ImageOps.exif_transpose(im)
         finally:
             Image.MAX_IMAGE_PIXELS = saved_limit
-    pixels, alpha, bit_depth = _pillow_to_arrays(path, im)
-    return LoadedImage(pixels, alpha, bit_depth, fmt, icc)
+    pixels, alpha, bit_depth = _pillow_to_arrays(str(path), im)
+    return LoadedImage(pixels, alpha, bit_depth, fmt, icc, _exif_bytes(im.getexif()), _dpi(im))
 
 
-def _pillow_to_arrays(path: Path, im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _exif_bytes(exif: Image.Exif) -> bytes | None:
+    return exif.tobytes() if len(exif) else None
+
+
+def _dpi(im: Image.Image) -> tuple[float, float] | None:
+    dpi = im.info.get("dpi")
+    return (float(dpi[0]), float(dpi[1])) if dpi else None
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn (H, W, ...) pixels upright as EXIF orientation 1..8 says, for decoders that ignore the tag.
+
+    Same transforms as Pillow's ImageOps.exif_transpose.
+    """
+    if orientation in (5, 6, 7, 8):
+        arr = np.swapaxes(arr, 0, 1)  # transpose first: 5 is a plain transpose
+        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    if orientation == 2:
+        arr = arr[:, ::-1]
+    elif orientation == 3:
+        arr = arr[::-1, ::-1]
+    elif orientation == 4:
+        arr = arr[::-1]
+    return np.ascontiguousarray(arr)
+
+
+def _pillow_to_arrays(name: str, im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(pixels, alpha, bit depth) of a Pillow image; `name` says which image in error messages."""
     mode = im.mode
     if mode == "P":
         # Palette images become RGB, or RGBA when the palette carries transparency.
@@ -104,7 +136,7 @@ def _pillow_to_arrays(path: Path, im: Image.Image) -> tuple[np.ndarray, np.ndarr
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im).astype(np.float32)
         if mode == "I" and arr.max(initial=0) > 65535:
-            raise UserError(f"{path}: 32-bit integer images are not supported; save it as 16-bit")
+            raise UserError(f"{name}: 32-bit integer images are not supported; save it as 16-bit")
         return (arr / 65535.0)[..., None], None, 16
     if mode == "F":
         arr = np.asarray(im, dtype=np.float32)
@@ -116,26 +148,30 @@ def _pillow_to_arrays(path: Path, im: Image.Image) -> tuple[np.ndarray, np.ndarr
         if mode in ("LA", "RGBA"):
             return np.ascontiguousarray(arr[..., :-1]), np.ascontiguousarray(arr[..., -1]), 8
         return arr, None, 8
-    raise UserError(f"{path}: image mode {mode} is not supported; convert it to RGB, grey or RGBA")
+    raise UserError(f"{name}: image mode {mode} is not supported; convert it to RGB, grey or RGBA")
 
 
 def _png_is_16bit_colour(path: Path) -> bool:
-    """Pillow reads 16-bit RGB(A) PNGs as 8-bit; the IHDR chunk says whether the file is one."""
+    """Pillow reads 16-bit RGB, RGBA and grey+alpha PNGs as 8-bit; the IHDR chunk says whether the file is one."""
     with open(path, "rb") as f:
         header = f.read(26)
     bit_depth, colour_type = header[24], header[25]
-    return bit_depth == 16 and colour_type in (2, 6)
+    return bit_depth == 16 and colour_type in (2, 4, 6)
 
 
-def _read_png16_colour(path: Path) -> LoadedImage:
-    import png  # pypng: reads the 16-bit colour PNGs that Pillow truncates
+def _read_png16_colour(path: Path, im: Image.Image) -> LoadedImage:
+    """Pixels through pypng (Pillow would truncate them to 8 bits), metadata from Pillow's `im`."""
+    import png
 
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
     planes = info["planes"]
     arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
-    arr = arr.astype(np.float32) / 65535.0
-    alpha = np.ascontiguousarray(arr[..., 3]) if planes == 4 else None
-    return LoadedImage(np.ascontiguousarray(arr[..., :3]), alpha, 16, "PNG", None)
+    exif = im.getexif()
+    arr = orient(arr, exif.pop(0x0112, 1)).astype(np.float32) / 65535.0
+    colour = planes - 1 if planes in (2, 4) else planes
+    alpha = np.ascontiguousarray(arr[..., colour]) if planes in (2, 4) else None
+    return LoadedImage(np.ascontiguousarray(arr[..., :colour]), alpha, 16, "PNG", im.info.get("icc_profile"),
+                       _exif_bytes(exif), _dpi(im))
 
 
 def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
@@ -149,8 +185,11 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
             height, width = shape[1], shape[2]
         _check_size(path, width, height, max_pixels)
         arr = page.asarray()
+        icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
+        orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
     if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
         arr = np.moveaxis(arr, 0, -1)
+    arr = orient(arr, int(orientation))
     if arr.dtype == np.uint8:
         bit_depth, scaled = 8, arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
@@ -159,16 +198,17 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
         bit_depth, scaled = 16, np.clip(arr.astype(np.float32), 0, 1)
     else:
         raise UserError(f"{path}: TIFF sample type {arr.dtype} is not supported; use 8- or 16-bit")
+    icc = bytes(icc) if icc is not None else None
     if scaled.ndim == 2:
-        return LoadedImage(scaled[..., None], None, bit_depth, "TIFF")
+        return LoadedImage(scaled[..., None], None, bit_depth, "TIFF", icc)
     channels = scaled.shape[2]
     if channels == 1:
-        return LoadedImage(scaled, None, bit_depth, "TIFF")
+        return LoadedImage(scaled, None, bit_depth, "TIFF", icc)
     if channels == 2:
-        return LoadedImage(scaled[..., :1].copy(), scaled[..., 1].copy(), bit_depth, "TIFF")
+        return LoadedImage(scaled[..., :1].copy(), scaled[..., 1].copy(), bit_depth, "TIFF", icc)
     if channels in (3, 4):
         alpha = scaled[..., 3].copy() if channels == 4 else None
-        return LoadedImage(np.ascontiguousarray(scaled[..., :3]), alpha, bit_depth, "TIFF")
+        return LoadedImage(np.ascontiguousarray(scaled[..., :3]), alpha, bit_depth, "TIFF", icc)
     raise UserError(f"{path}: TIFF with {channels} channels is not supported; use grey, RGB or RGBA")
 
 
@@ -185,10 +225,16 @@ def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
 
 
 def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Clip to [0, 1] and round to the integer type of the bit depth."""
+    """Clip to [0, 1] and round to the integer type of the bit depth.
+
+    A band of rows at a time: the float temporaries of a 50-megapixel image would take gigabytes.
+    """
     top = 255 if bit_depth == 8 else 65535
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.round(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
+    out = np.empty(pixels.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    band = max(1, (1 << 22) // max(1, pixels[0].size))
+    for y in range(0, pixels.shape[0], band):
+        out[y: y + band] = np.round(np.clip(pixels[y: y + band], 0.0, 1.0) * top)
+    return out
 
 
 def output_suffix_for(path: Path) -> str:
@@ -203,11 +249,14 @@ def write_image(
     bit_depth: int = 8,
     quality: int = 95,
     icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> None:
     """Write (H, W, 1|3) pixels in [0, 1] to `path`, format from the suffix, atomically.
 
     The file appears complete or not at all: it is written beside its destination and renamed.
-    Formats without 16-bit support (JPEG, WebP, BMP) are written at 8 bits.
+    Formats without 16-bit support (JPEG, WebP, BMP) are written at 8 bits. The ICC profile is kept in
+    PNG, JPEG, WebP and TIFF; EXIF in PNG, JPEG and WebP; the resolution (dpi) in PNG, JPEG, TIFF and BMP.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -222,7 +271,7 @@ def write_image(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _encode(tmp, data, bit_depth=bit_depth, quality=quality, icc_profile=icc_profile)
+        _encode(tmp, data, bit_depth=bit_depth, quality=quality, icc_profile=icc_profile, exif=exif, dpi=dpi)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; give the usual permissions
@@ -233,7 +282,8 @@ def write_image(
         tmp.unlink(missing_ok=True)
 
 
-def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_profile: bytes | None) -> None:
+def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_profile: bytes | None,
+            exif: bytes | None, dpi: tuple[float, float] | None) -> None:
     suffix = path.suffix.lower()
     channels = data.shape[2]
     if suffix in (".tif", ".tiff"):
@@ -241,22 +291,22 @@ def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_p
 
         photometric = "minisblack" if channels in (1, 2) else "rgb"
         extrasamples = ["unassalpha"] if channels in (2, 4) else None
+        resolution = {"resolution": dpi, "resolutionunit": "INCH"} if dpi else {}
         tifffile.imwrite(path, data.squeeze(2) if channels == 1 else data, photometric=photometric,
-                         extrasamples=extrasamples, iccprofile=icc_profile)
+                         extrasamples=extrasamples, iccprofile=icc_profile, **resolution)
         return
     if suffix == ".png" and bit_depth == 16 and channels > 1:
-        import png
-
-        writer = png.Writer(data.shape[1], data.shape[0], greyscale=channels == 2, alpha=channels in (2, 4),
-                            bitdepth=16)
-        with open(path, "wb") as f:
-            writer.write(f, data.reshape(data.shape[0], -1))
+        _write_png16_colour(path, data, icc_profile=icc_profile, exif=exif, dpi=dpi)
         return
     # Pillow picks the mode from dtype and shape: uint16 (H, W) is I;16, uint8 (H, W, 2|3|4) is LA|RGB|RGBA.
     im = Image.fromarray(np.ascontiguousarray(data.squeeze(2) if channels == 1 else data))
     options: dict = {}
-    if icc_profile:
+    if icc_profile and suffix not in (".bmp", ".ppm", ".pgm"):
         options["icc_profile"] = icc_profile
+    if exif and suffix in (".png", ".jpg", ".jpeg", ".webp"):
+        options["exif"] = exif
+    if dpi and suffix in (".png", ".jpg", ".jpeg", ".bmp"):
+        options["dpi"] = dpi
     if suffix in (".jpg", ".jpeg", ".webp"):
         options["quality"] = quality
         if suffix != ".webp" and im.mode in ("LA", "RGBA"):
@@ -264,6 +314,96 @@ def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_p
     im.save(path, format=_pillow_format(suffix), **options)
 
 
+def _write_png16_colour(path: Path, data: np.ndarray, *, icc_profile: bytes | None, exif: bytes | None,
+                        dpi: tuple[float, float] | None) -> None:
+    """16-bit RGB(A) and grey+alpha PNGs, which Pillow cannot write, through pypng; metadata chunks added."""
+    import png
+
+    channels = data.shape[2]
+    physical = {}
+    if dpi:
+        physical = {"x_pixels_per_unit": round(dpi[0] / 0.0254), "y_pixels_per_unit": round(dpi[1] / 0.0254),
+                    "unit_is_meter": True}
+    writer = png.Writer(data.shape[1], data.shape[0], greyscale=channels == 2, alpha=channels in (2, 4),
+                        bitdepth=16, **physical)
+    buffer = BytesIO()
+    writer.write(buffer, data.reshape(data.shape[0], -1))
+    extra = []
+    if icc_profile:
+        extra.append((b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
+    if exif:
+        extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
+    chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
+    first_data = next(i for i, (kind, _) in enumerate(chunks) if kind == b"IDAT")
+    with open(path, "wb") as f:
+        png.write_chunks(f, chunks[:first_data] + extra + chunks[first_data:])
+
+
 def _pillow_format(suffix: str) -> str:
     return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
             ".ppm": "PPM", ".pgm": "PPM"}[suffix]
+
+
+@dataclass(frozen=True)
+class InMemoryKind:
+    """How an image was handed over in memory, so that a result goes back in the same kind."""
+
+    pil_mode: str | None  # the PIL image's mode; None for a numpy array
+    dtype: np.dtype | None = None  # the numpy array's dtype
+    squeezed: bool = False  # a numpy (H, W) array rather than (H, W, C)
+
+
+def from_memory(image) -> tuple[np.ndarray, np.ndarray | None, InMemoryKind]:
+    """(pixels, alpha, kind) of a PIL image or a numpy array (H, W) or (H, W, 1|2|3|4) of uint8, uint16 or float.
+
+    Float arrays are taken as [0, 1]; 2 and 4 channels are grey and RGB with alpha last.
+    """
+    if isinstance(image, Image.Image):
+        pixels, alpha, _ = _pillow_to_arrays("image", image)
+        return pixels, alpha, InMemoryKind(image.mode)
+    if not isinstance(image, np.ndarray):
+        raise UserError(f"expected a PIL image or a numpy array, not {type(image).__name__}")
+    arr = image[..., None] if image.ndim == 2 else image
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise UserError(f"array of shape {image.shape}: expected (H, W) or (H, W, C) with C = 1, 2, 3 or 4")
+    if arr.dtype == np.uint8:
+        scaled = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        scaled = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        scaled = arr.astype(np.float32)
+        if not np.isfinite(scaled).all():
+            raise UserError("the array holds NaN or infinite values")
+        if scaled.max(initial=0) > 2 or scaled.min(initial=0) < -1:
+            raise UserError(f"float arrays are read as [0, 1], but this one spans {scaled.min():g}..{scaled.max():g};"
+                            " divide a 0..255 image by 255 first")
+    else:
+        raise UserError(f"arrays of {arr.dtype} are not supported; use uint8, uint16 or float in [0, 1]")
+    colour = 1 if arr.shape[2] <= 2 else 3
+    alpha = np.ascontiguousarray(scaled[..., colour]) if arr.shape[2] in (2, 4) else None
+    return np.ascontiguousarray(scaled[..., :colour]), alpha, InMemoryKind(None, arr.dtype, image.ndim == 2)
+
+
+def to_memory(pixels: np.ndarray, alpha: np.ndarray | None, kind: InMemoryKind):
+    """The inverse of `from_memory`: values are clipped to [0, 1] (rounded for integer types).
+
+    PIL images come back as L, LA, RGB or RGBA (8 bits), I;16 (16-bit grey) or F (float grey); palette,
+    1-bit and CMYK images come back as the RGB(A) or L image they were enhanced as.
+    """
+    if kind.pil_mode is None:
+        if kind.dtype in (np.uint8, np.uint16):
+            bits = 8 if kind.dtype == np.uint8 else 16
+            planes = [quantize(pixels, bits)] + ([quantize(alpha, bits)[..., None]] if alpha is not None else [])
+        else:
+            planes = [np.clip(pixels, 0, 1)] + ([np.clip(alpha, 0, 1)[..., None]] if alpha is not None else [])
+            planes = [p.astype(kind.dtype) for p in planes]
+        out = np.concatenate(planes, axis=2) if len(planes) > 1 else planes[0]
+        return out[..., 0] if kind.squeezed else out
+    if kind.pil_mode == "F":
+        return Image.fromarray(np.clip(pixels[..., 0], 0, 1).astype(np.float32))
+    if kind.pil_mode in ("I", "I;16", "I;16B", "I;16L"):
+        return Image.fromarray(quantize(pixels[..., 0], 16))
+    data = quantize(pixels, 8)
+    if alpha is not None:
+        data = np.concatenate([data, quantize(alpha, 8)[..., None]], axis=2)
+    return Image.fromarray(data[..., 0] if data.shape[2] == 1 else data)

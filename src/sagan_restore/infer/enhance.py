@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import glob
+import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,29 +15,82 @@ from tqdm import tqdm
 from sagan_restore.checkpoint import load_model
 from sagan_restore.data.degradations import resize
 from sagan_restore.errors import UserError
-from sagan_restore.io import IMAGE_SUFFIXES, list_images, read_image, to_channels, write_image
+from sagan_restore.infer.tiling import TileSettings, auto_tile_settings, tiled_apply_shrinking
+from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, from_memory, read_image, to_channels, to_memory,
+                              write_image)
 from sagan_restore.models.generator import UNetGenerator
 
 
-@dataclass
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    return torch.device(device)
+
+
 class Enhancer:
-    model: UNetGenerator
-    device: torch.device
-    info: dict
+    """A generator ready to enhance images of any size, tile by tile.
+
+        enhancer = Enhancer.load("runs/demo", device="auto")
+        clean = enhancer.enhance(noisy)  # PIL image or numpy array in, the same kind out
+    """
+
+    def __init__(self, model: UNetGenerator, device: torch.device, info: dict, *, settings: TileSettings,
+                 half: bool = False, compile: bool = False):
+        self.device = device
+        self.info = info
+        self.settings = settings
+        # NHWC is the layout oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in.
+        self.model = model.to(device=device, memory_format=torch.channels_last).eval()
+        self.autocast_dtype = None
+        if half:
+            if device.type == "cuda":
+                self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            else:
+                warnings.warn("--half only speeds up GPUs; running in float32 on the CPU")
+        # Freezing lets inductor fold weights into oneDNN convolutions on CPU; it needs inference mode, which
+        # enhance_pixels always runs in. Each new tile shape compiles once (tens of seconds on CPU).
+        self.forward = (torch.compile(self.model, dynamic=False, options={"freezing": True}) if compile
+                        else self.model)
 
     @classmethod
-    def load(cls, spec: str | Path, *, device: str = "cpu") -> "Enhancer":
-        device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                              "cpu" if device == "auto" else device)
-        model, info = load_model(spec, device=device)
-        return cls(model, device, info)
+    def load(cls, spec: str | Path, *, device: str = "cpu", tile: int | None = None, overlap: int = 32,
+             batch: int | None = None, half: bool = False, compile: bool = False) -> "Enhancer":
+        """A model from a run folder, .safetensors or .pt file.
+
+        tile: input pixels per tile side; None picks one from the free memory, 0 runs whole images at once.
+        overlap: pixels neighbouring tiles share and blend. batch: tiles per forward (None: automatic).
+        half: bf16 (or fp16) autocast on a GPU. compile: torch.compile the model.
+        """
+        torch_device = resolve_device(device)
+        model, info = load_model(spec, device=torch_device)
+        if batch is not None and batch < 1:
+            raise UserError(f"--batch {batch}: must be at least 1")
+        if overlap < 0:
+            raise UserError(f"--overlap {overlap}: must be 0 or more")
+        if tile is None:
+            bytes_per_value = 2 if half and torch_device.type == "cuda" else 4
+            settings = auto_tile_settings(model.cfg, torch_device, overlap=overlap, batch=batch,
+                                          bytes_per_value=bytes_per_value)
+        else:
+            settings = TileSettings(_tile_multiple(tile, overlap, model.multiple), overlap, batch or 1)
+        return cls(model, torch_device, info, settings=settings, half=half, compile=compile)
 
     @property
     def scale(self) -> int:
         return self.model.cfg.scale
 
+    def enhance(self, image):
+        """Enhance a PIL image or a numpy array (H, W) or (H, W, C), C = 1-4, of uint8, uint16 or float in
+        [0, 1]; returns the same kind, mode, dtype and layout, `scale` times larger. Alpha is carried through
+        (resized for super-resolution) and values are clipped to the type's range."""
+        pixels, alpha, kind = from_memory(image)
+        out = self.enhance_pixels(pixels)
+        return to_memory(out, self.upscale_alpha(alpha) if alpha is not None else None, kind)
+
     @torch.inference_mode()
-    def enhance_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    def enhance_pixels(self, pixels: np.ndarray, *, progress: bool = False) -> np.ndarray:
         """(H, W, 1|3) float pixels in [0, 1] -> (sH, sW, same C), unclipped.
 
         A colour model sees grey images as three equal channels and its output goes back to grey; a grey
@@ -43,14 +99,25 @@ class Enhancer:
         channels = pixels.shape[2]
         model_channels = self.model.cfg.in_channels
         if model_channels == 1 and channels == 3:
-            planes = [self._run(pixels[..., c:c + 1]) for c in range(3)]
+            planes = [self._tiled(pixels[..., c:c + 1], progress) for c in range(3)]
             return np.concatenate(planes, axis=2)
-        out = self._run(to_channels(pixels, model_channels))
+        out = self._tiled(to_channels(pixels, model_channels), progress)
         return to_channels(out, channels) if out.shape[2] != channels else out
 
-    def _run(self, pixels: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].to(self.device)
-        return self.model(x)[0].float().cpu().numpy().transpose(1, 2, 0)
+    def _tiled(self, pixels: np.ndarray, progress: bool) -> np.ndarray:
+        out, self.settings = tiled_apply_shrinking(
+            np.ascontiguousarray(pixels, dtype=np.float32), self.run_batch, self.settings, device=self.device,
+            multiple=self.model.multiple, scale=self.scale, out_channels=self.model.cfg.out_channels,
+            progress=progress)
+        return out
+
+    def run_batch(self, tiles: np.ndarray) -> np.ndarray:
+        """(B, C, h, w) float32 tiles on the host -> (B, C_out, s*h, s*w) float32 results on the host."""
+        x = torch.from_numpy(tiles).to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            y = self.forward(x)
+        return y.float().cpu().numpy()
 
     def upscale_alpha(self, alpha: np.ndarray) -> np.ndarray:
         """Alpha is not restored, only resized with the image (bicubic) so it still fits."""
@@ -60,44 +127,152 @@ class Enhancer:
         return np.clip(resize(alpha[..., None], (w * self.scale, h * self.scale))[..., 0], 0, 1)
 
 
-def collect_inputs(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
+def _tile_multiple(tile: int, overlap: int, multiple: int) -> int:
+    """A user's tile size rounded down to the model's multiple, checked against the overlap."""
+    if tile < 0:
+        raise UserError(f"--tile {tile}: must be 0 (no tiling) or a size in pixels")
+    if tile == 0:
+        return 0
+    rounded = tile // multiple * multiple
+    if rounded < 2 * overlap + multiple:
+        raise UserError(f"--tile {tile} with --overlap {overlap}: a tile must be more than twice the overlap "
+                        f"(and a multiple of {multiple}); use a larger --tile or a smaller --overlap")
+    return rounded
+
+
+@dataclass
+class BatchReport:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # outputs that existed (--skip-existing)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, reason)
+    megapixels: float = 0.0  # input megapixels enhanced
+    seconds: float = 0.0
+
+    def summary(self, out_dir: Path) -> str:
+        rate = f" ({self.megapixels / self.seconds:.2f} MP/s)" if self.written and self.seconds > 0 else ""
+        lines = [f"enhanced {len(self.written)} image(s) into {out_dir} in {self.seconds:.1f} s{rate}"]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} whose output already existed")
+        if self.failed:
+            lines.append(f"FAILED {len(self.failed)}:")
+            lines += [f"  {path}: {reason}" for path, reason in self.failed]
+        return "\n".join(lines)
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    """Dot files and folders: editor backups, macOS '._' twins and our own half-written temporaries."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _images_in(folder: Path, *, recursive: bool, exclude: Path | None) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    images = []
+    for p in found:
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(p, folder):
+            if exclude is None or not p.resolve().is_relative_to(exclude):
+                images.append(p)
+    return sorted(images)
+
+
+def collect_inputs(inputs: list[Path], *, recursive: bool = False,
+                   exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """(image file, output path relative to the output folder) for every file, folder and glob pattern.
+
+    Files found in a folder keep their path below it (with --recursive); `exclude` (the output folder) is
+    never searched, so a second run does not enhance its own outputs.
+    """
+    exclude = exclude.resolve() if exclude is not None else None
+    found: list[tuple[Path, Path]] = []
     for path in inputs:
         if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise UserError(f"{path}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
-            files += found
+            images = _images_in(path, recursive=recursive, exclude=exclude)
+            if not images:
+                where = "in this folder or below" if recursive else "in this folder (add --recursive for subfolders)"
+                raise UserError(f"{path}: no images {where}; looked for {', '.join(IMAGE_SUFFIXES)}")
+            found += [(p, p.relative_to(path)) for p in images]
         elif path.exists():
-            files.append(path)
+            found.append((path, Path(path.name)))
+        elif any(c in str(path) for c in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=recursive))
+            images = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise UserError(f"{path}: no image files match this pattern")
+            found += [(p, Path(p.name)) for p in images]
         else:
             raise UserError(f"{path}: no such file or folder")
-    return files
+    return found
 
 
-def output_path_for(path: Path, out_dir: Path, *, suffix: str = "") -> Path:
-    return out_dir / f"{path.stem}{suffix}{path.suffix}"
+def output_path_for(relative: Path, out_dir: Path, *, suffix: str = "") -> Path:
+    return out_dir / relative.parent / f"{relative.stem}{suffix}{relative.suffix}"
+
+
+def _listing(paths: list, limit: int = 5) -> str:
+    shown = ", ".join(str(p) for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, *, suffix: str, overwrite: bool,
+                 skip_existing: bool) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(input, output) pairs to enhance and the outputs skipped because they exist. Refuses, before any
+    work, to overwrite an input, to write two inputs to one output, or to replace outputs unasked."""
+    plans = [(src, output_path_for(rel, out_dir, suffix=suffix)) for src, rel in inputs]
+    clashes = [str(src) for src, dst in plans if dst.resolve() == src.resolve()]
+    if clashes:
+        raise UserError("the output would overwrite its input (choose another -o or a --suffix): " + _listing(clashes))
+    seen: dict[Path, Path] = {}
+    for src, dst in plans:
+        if dst in seen:
+            raise UserError(f"{seen[dst]} and {src} would both be written to {dst}; enhance them into different "
+                            "folders or keep their folders with --recursive on the parent folder")
+        seen[dst] = src
+    existing = [dst for _, dst in plans if dst.exists()]
+    if existing and skip_existing:
+        return [(src, dst) for src, dst in plans if not dst.exists()], existing
+    if existing and not overwrite:
+        raise UserError(f"{len(existing)} output(s) already exist: {_listing(existing)}; pass --overwrite to "
+                        "replace them or --skip-existing to leave them")
+    return plans, []
+
+
+def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 progress: bool = False) -> float:
+    """Enhance one file into `dst` with the same format, bit depth, alpha and metadata; returns its megapixels."""
+    image = read_image(src, max_pixels=max_pixels)
+    height, width = image.pixels.shape[:2]
+    alpha = enhancer.upscale_alpha(image.alpha) if image.alpha is not None else None
+    dpi = tuple(d * enhancer.scale for d in image.dpi) if image.dpi else None  # same print size, more pixels
+    pixels, bit_depth, icc, exif = image.pixels, image.bit_depth, image.icc_profile, image.exif
+    del image  # the input's pixels are not needed past enhance_pixels; large images need that memory back
+    out = enhancer.enhance_pixels(pixels, progress=progress)
+    del pixels
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    write_image(dst, out, alpha=alpha, bit_depth=bit_depth, quality=quality, icc_profile=icc, exif=exif, dpi=dpi)
+    return height * width / 1e6
 
 
 def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suffix: str = "",
-                  overwrite: bool = False, quality: int = 95, progress: bool = True) -> list[Path]:
-    """Enhance each file into out_dir, same name and format. Inputs are never overwritten."""
-    files = collect_inputs(inputs)
+                  overwrite: bool = False, skip_existing: bool = False, recursive: bool = False,
+                  quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> BatchReport:
+    """Enhance files, folders and glob patterns into out_dir, keeping names and formats. Inputs are never
+    overwritten. A file that fails is recorded with its reason and the rest go on."""
+    if overwrite and skip_existing:
+        raise UserError("--overwrite and --skip-existing contradict each other; pass one")
+    files = collect_inputs(inputs, recursive=recursive, exclude=out_dir)
+    plans, skipped = plan_outputs(files, out_dir, suffix=suffix, overwrite=overwrite, skip_existing=skip_existing)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plans = [(f, output_path_for(f, out_dir, suffix=suffix)) for f in files]
-    clashes = [str(f) for f, out in plans if out.resolve() == f.resolve()]
-    if clashes:
-        raise UserError("the output would overwrite its input (choose another -o or a --suffix): "
-                        + ", ".join(clashes))
-    existing = [str(out) for _, out in plans if out.exists()]
-    if existing and not overwrite:
-        raise UserError("outputs already exist (pass --overwrite to replace them): " + ", ".join(existing))
-    written = []
-    for src, dst in tqdm(plans, disable=not progress, unit="image"):
-        image = read_image(src)
-        out = enhancer.enhance_pixels(image.pixels)
-        alpha = enhancer.upscale_alpha(image.alpha) if image.alpha is not None else None
-        write_image(dst, out, alpha=alpha, bit_depth=image.bit_depth, quality=quality,
-                    icc_profile=image.icc_profile)
-        written.append(dst)
-    return written
+    report = BatchReport(skipped=skipped)
+    start = time.perf_counter()
+    bar = tqdm(plans, disable=not progress, unit="image")
+    for src, dst in bar:
+        bar.set_postfix_str(src.name, refresh=False)
+        try:
+            report.megapixels += enhance_file(enhancer, src, dst, quality=quality, max_pixels=max_pixels,
+                                              progress=progress)
+            report.written.append(dst)
+        except (UserError, MemoryError) as err:
+            reason = (str(err) or type(err).__name__).removeprefix(f"{src}: ")
+            report.failed.append((src, reason))
+            tqdm.write(f"sagan-restore: failed: {src}: {reason}")
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,247 @@
+"""Tiled inference: the whole image stays in host memory, only tiles (in batches) go to the device.
+
+Why tiles: the generator's memory grows with the pixels it sees, and its self-attention costs O(N^2) in the
+tokens it sees (a 12-megapixel photo has 187k tokens at 1/8 resolution). With tiles both are bounded by the
+tile size, whatever the image size.
+
+How tiles stay invisible:
+- Tiles start at multiples of the model's 2**depth, so each one sees the same stride-2 sampling grid the
+  whole image would; the last tile of a row ends at the image's edge, padded (reflect) exactly as the
+  model pads a whole image.
+- Neighbours overlap, and each tile's weight falls smoothly (raised cosine) to zero towards an edge where
+  it was cut from the image, where it lacks context. Two ramps over the same overlap sum to one, so the
+  blend is a weighted average, never a hard cut.
+- Self-attention sees one tile at a time: a pixel attends to the pixels of its tile (tile + overlap), not
+  to the whole image. Far-away context is lost; the blending hides where one tile's context ends.
+- For super-resolution tiles are cut in the input and placed at `scale` times their position.
+
+The tiler only needs a function from a batch of input tiles to a batch of output tiles, so it runs a torch
+model, a compiled one or an onnxruntime session alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sagan_restore.config import GeneratorConfig
+from sagan_restore.errors import UserError
+
+RunBatch = Callable[[np.ndarray], np.ndarray]  # (B, C, h, w) float32 -> (B, C_out, s*h, s*w) float32
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """Where tiles start and end along one axis, in input pixels."""
+
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+
+def plan_axis(length: int, *, tile: int, overlap: int, multiple: int) -> AxisPlan:
+    """Tiles of `tile` pixels starting at multiples of `multiple`, neighbours overlapping by >= `overlap`.
+
+    The last tile ends at the image's edge and may be shorter: the model pads it itself, exactly as it pads
+    the whole image, and its bicubic base for super-resolution sees the same border. An axis no longer
+    than a tile is one segment.
+    """
+    if length <= tile:
+        return AxisPlan((0,), (length,))
+    assert tile % multiple == 0 and overlap < tile, (tile, overlap, multiple)
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
+    last = math.ceil(length / multiple) * multiple - tile
+    starts = tuple(range(0, last, stride)) + (last,)
+    return AxisPlan(starts, tuple(min(start + tile, length) for start in starts))
+
+
+def raised_cosine_ramp(n: int) -> np.ndarray:
+    """n weights rising from near 0 to near 1; ramp + reversed ramp == 1 (sin^2 + cos^2)."""
+    return (np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2).astype(np.float32)
+
+
+def axis_windows(plan: AxisPlan, *, scale: int) -> list[np.ndarray]:
+    """One blending window per tile, in output pixels; the windows sum to one at every output pixel."""
+    windows = []
+    count = len(plan.starts)
+    for i, (start, end) in enumerate(zip(plan.starts, plan.ends)):
+        window = np.ones((end - start) * scale, dtype=np.float32)
+        if i > 0:
+            shared = (plan.ends[i - 1] - start) * scale
+            window[:shared] *= raised_cosine_ramp(shared)
+        if i < count - 1:
+            shared = (end - plan.starts[i + 1]) * scale
+            window[len(window) - shared:] *= raised_cosine_ramp(shared)[::-1]
+        windows.append(window)
+    # Where three tiles overlap (a short last stride) the ramps alone would not sum to one.
+    total = np.zeros(plan.ends[-1] * scale, dtype=np.float32)
+    for start, window in zip(plan.starts, windows):
+        total[start * scale: start * scale + len(window)] += window
+    return [window / total[start * scale: start * scale + len(window)]
+            for start, window in zip(plan.starts, windows)]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    rows: AxisPlan
+    cols: AxisPlan
+
+    @property
+    def count(self) -> int:
+        return len(self.rows.starts) * len(self.cols.starts)
+
+    def tiles(self) -> list[tuple[int, int, slice, slice]]:
+        """(row index, column index, rows, columns) of every tile, grouped by shape so batches stack."""
+        found = [(i, j, slice(y0, y1), slice(x0, x1))
+                 for i, (y0, y1) in enumerate(zip(self.rows.starts, self.rows.ends))
+                 for j, (x0, x1) in enumerate(zip(self.cols.starts, self.cols.ends))]
+        return sorted(found, key=lambda t: (t[2].stop - t[2].start, t[3].stop - t[3].start), reverse=True)
+
+
+def plan_grid(height: int, width: int, *, tile: int, overlap: int, multiple: int) -> TileGrid:
+    """tile = 0: the whole image in one piece."""
+    if tile == 0:
+        return TileGrid(AxisPlan((0,), (height,)), AxisPlan((0,), (width,)))
+    return TileGrid(plan_axis(height, tile=tile, overlap=overlap, multiple=multiple),
+                    plan_axis(width, tile=tile, overlap=overlap, multiple=multiple))
+
+
+def batches(tiles: list, size: int) -> Iterator[list]:
+    """Consecutive runs of at most `size` tiles of one shape."""
+    group: list = []
+    for tile in tiles:
+        if group and (len(group) == size or _shape(group[0]) != _shape(tile)):
+            yield group
+            group = []
+        group.append(tile)
+    if group:
+        yield group
+
+
+def _shape(tile) -> tuple[int, int]:
+    _, _, rows, cols = tile
+    return rows.stop - rows.start, cols.stop - cols.start
+
+
+def tiled_apply(pixels: np.ndarray, run: RunBatch, *, tile: int, overlap: int, multiple: int, scale: int,
+                out_channels: int, batch: int = 1, progress: bool = False) -> np.ndarray:
+    """Apply `run` to (H, W, C) float32 pixels tile by tile; returns the blended (s*H, s*W, C_out) result.
+
+    `multiple` is the model's padding multiple (2**depth); `tile` and `overlap` are in input pixels.
+    """
+    h, w = pixels.shape[:2]
+    grid = plan_grid(h, w, tile=tile, overlap=overlap, multiple=multiple)
+    row_windows = axis_windows(grid.rows, scale=scale)
+    col_windows = axis_windows(grid.cols, scale=scale)
+    out = np.zeros((h * scale, w * scale, out_channels), dtype=np.float32)
+    bar = tqdm(total=grid.count, unit="tile", leave=False, disable=not progress or grid.count < 2)
+    for group in batches(grid.tiles(), batch):
+        stack = np.stack([pixels[rows, cols].transpose(2, 0, 1) for _, _, rows, cols in group])
+        results = run(np.ascontiguousarray(stack, dtype=np.float32))  # (B, C_out, s*th, s*tw)
+        for (i, j, rows, cols), result in zip(group, results):
+            weight = row_windows[i][:, None] * col_windows[j][None, :]
+            target = out[rows.start * scale: rows.stop * scale, cols.start * scale: cols.stop * scale]
+            target += result.transpose(1, 2, 0) * weight[..., None]
+        bar.update(len(group))
+    bar.close()
+    return out
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    tile: int  # input pixels per tile side, a multiple of the model's 2**depth; 0 = the whole image at once
+    overlap: int  # input pixels neighbouring tiles share
+    batch: int  # tiles per forward pass
+
+
+# Automatic tiles are at most 512 pixels: above that, attention's quadratic cost outgrows the convolutions'
+# (at 1024 it adds half again to a width-32 model's FLOPs), and on CPU 512 measured fastest.
+AUTO_TILES = (512, 384, 256, 192, 128)
+MAX_AUTO_BATCH = 16
+
+
+def estimate_tile_bytes(cfg: GeneratorConfig, tile: int, *, bytes_per_value: int = 4) -> int:
+    """Peak activation memory of one forward on a tile x tile input, from the architecture.
+
+    Linear part: about 6 * width values per pixel live at once (skips plus a block's temporaries), more for
+    the upsampling tail. Quadratic part: the attention matrix (tokens^2) and its softmax. Calibrated on CPU
+    against peak RSS (width 32: 272 MB measured vs 350 MB estimated at tile 512), erring high.
+    """
+    pixels = tile * tile
+    per_pixel = 6 * cfg.width + 2 * cfg.in_channels + 3 * cfg.out_channels * cfg.scale**2
+    resolution = 1
+    for factor in {1: [], 2: [2], 3: [3], 4: [2, 2]}[cfg.scale]:
+        per_pixel += 2 * cfg.width * factor**2 * resolution**2
+        resolution *= factor
+    values = per_pixel * pixels
+    for level in cfg.attn_levels:
+        tokens = pixels // 4**level
+        values += 2 * tokens**2 + 3 * cfg.width * 2**level * tokens
+    return values * bytes_per_value
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for activations: the GPU's free memory, or the host's available memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def auto_tile_settings(cfg: GeneratorConfig, device: torch.device, *, overlap: int, batch: int | None,
+                       bytes_per_value: int = 4) -> TileSettings:
+    """The largest tile of AUTO_TILES whose activations fit a share of the free memory, and on a GPU as many
+    of them per batch as fit. Half the GPU's free memory (the rest is cuDNN workspace and fragmentation);
+    a quarter of the host's, which other programs share."""
+    budget = available_memory(device) // (2 if device.type == "cuda" else 4)
+    tile = next((t for t in AUTO_TILES if estimate_tile_bytes(cfg, t, bytes_per_value=bytes_per_value) <= budget),
+                AUTO_TILES[-1])
+    if batch is None:
+        # On CPU one tile already keeps every core busy; batching only raises the memory peak.
+        fits = budget // estimate_tile_bytes(cfg, tile, bytes_per_value=bytes_per_value)
+        batch = max(1, min(MAX_AUTO_BATCH, fits)) if device.type == "cuda" else 1
+    return TileSettings(tile, min(overlap, tile // 4), batch)
+
+
+def halved(settings: TileSettings, *, height: int, width: int, multiple: int, smallest: int = 32) -> TileSettings | None:
+    """Settings with half the tile (tile 0 counts as the whole image), or None below `smallest` pixels."""
+    tile = settings.tile or math.ceil(max(height, width) / multiple) * multiple
+    smaller = tile // 2 // multiple * multiple
+    if smaller < max(smallest, multiple):
+        return None
+    return TileSettings(smaller, min(settings.overlap, smaller // 4), settings.batch)
+
+
+def tiled_apply_shrinking(pixels: np.ndarray, run: RunBatch, settings: TileSettings, *, device: torch.device,
+                          multiple: int, scale: int, out_channels: int,
+                          progress: bool = False) -> tuple[np.ndarray, TileSettings]:
+    """`tiled_apply`, starting the image again with half the tile size whenever the device runs out of
+    memory. Returns the result and the settings that worked, for the next image."""
+    while True:
+        try:
+            out = tiled_apply(pixels, run, tile=settings.tile, overlap=settings.overlap, multiple=multiple,
+                              scale=scale, out_channels=out_channels, batch=settings.batch, progress=progress)
+            return out, settings
+        except torch.cuda.OutOfMemoryError:  # also raised for host memory by recent torch
+            smaller = halved(settings, height=pixels.shape[0], width=pixels.shape[1], multiple=multiple)
+            if smaller is None:
+                raise UserError(f"out of memory on {device} even with {settings.tile or 'whole-image'} tiles; "
+                                "free memory on the device or use --device cpu")
+            warnings.warn(f"out of memory on {device} with tile {settings.tile or 'none'}; "
+                          f"continuing with tile {smaller.tile}, overlap {smaller.overlap}")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            settings = smaller

@@ -1,0 +1,76 @@
+"""The Python API: Enhancer.load(...).enhance(image) with PIL images and numpy arrays."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _infer_helpers import identity_generator, photo, random_generator, save
+from sagan_restore import Enhancer
+from sagan_restore.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return save(random_generator(), tmp_path_factory.mktemp("models") / "g.safetensors")
+
+
+@pytest.fixture(scope="module")
+def sr_identity_path(tmp_path_factory):
+    return save(identity_generator(scale=2), tmp_path_factory.mktemp("models") / "sr.safetensors")
+
+
+@pytest.mark.parametrize("shape,dtype", [((40, 52), np.uint8), ((40, 52, 3), np.uint16), ((40, 52, 1), np.float32),
+                                         ((40, 52, 4), np.float64), ((40, 52, 2), np.uint8)])
+def test_numpy_in_numpy_out_of_the_same_kind(model_path, shape, dtype):
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    image = (rng.random(shape) * top).astype(dtype)
+    out = Enhancer.load(model_path).enhance(image)
+    assert isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == shape
+    assert not np.array_equal(out, image)  # the model did something
+    if len(shape) == 3 and shape[2] in (2, 4):
+        np.testing.assert_allclose(out[..., -1], image[..., -1], atol=1e-6)  # alpha carried through untouched
+
+
+@pytest.mark.parametrize("mode,out_mode", [("RGB", "RGB"), ("L", "L"), ("RGBA", "RGBA"), ("LA", "LA"),
+                                           ("P", "RGB"), ("I;16", "I;16"), ("F", "F")])
+def test_pil_in_pil_out(model_path, mode, out_mode):
+    rgb = Image.fromarray((photo(48, 64) * 255).round().astype(np.uint8))
+    image = rgb.convert("I;16") if mode == "I;16" else rgb.convert(mode) if mode != "F" else rgb.convert("L").convert("F")
+    if mode == "F":
+        image = Image.fromarray(np.asarray(image) / 255.0)
+    out = Enhancer.load(model_path).enhance(image)
+    assert isinstance(out, Image.Image) and out.mode == out_mode and out.size == image.size
+
+
+def test_super_resolution_upscales_alpha_with_the_image(sr_identity_path):
+    rgba = np.zeros((30, 40, 4), dtype=np.uint8)
+    rgba[..., :3] = (200, 40, 90)
+    rgba[:, 20:, 3] = 255  # right half opaque, left half transparent
+    out = Enhancer.load(sr_identity_path).enhance(Image.fromarray(rgba))
+    assert out.mode == "RGBA" and out.size == (80, 60)
+    arr = np.asarray(out)
+    assert (arr[:, :36, 3] == 0).all() and (arr[:, 44:, 3] == 255).all()
+    assert np.abs(arr[..., :3].astype(int) - (200, 40, 90)).max() <= 1
+
+
+def test_tiled_enhance_matches_whole_image_enhance(sr_identity_path):
+    # SR identity = bicubic, whose kernel reaches past a tile's cut edge; the blend weights there are ~0.
+    image = (photo(70, 90) * 65535).round().astype(np.uint16)
+    whole = Enhancer.load(sr_identity_path, tile=0).enhance(image)
+    tiled = Enhancer.load(sr_identity_path, tile=32, overlap=8, batch=2).enhance(image)
+    assert tiled.shape == (140, 180, 3) and tiled.dtype == np.uint16
+    diff = np.abs(tiled.astype(int) - whole.astype(int))
+    assert diff.max() <= 65535 / 255 and diff.mean() < 2
+
+
+def test_bad_inputs_are_user_errors(model_path):
+    enhancer = Enhancer.load(model_path)
+    with pytest.raises(UserError, match="divide a 0..255 image by 255"):
+        enhancer.enhance(np.full((8, 8, 3), 200.0, dtype=np.float32))
+    with pytest.raises(UserError, match="int64 are not supported"):
+        enhancer.enhance(np.zeros((8, 8), dtype=np.int64))
+    with pytest.raises(UserError, match=r"shape \(8, 8, 5\)"):
+        enhancer.enhance(np.zeros((8, 8, 5), dtype=np.uint8))
+    with pytest.raises(UserError, match="more than twice the overlap"):
+        Enhancer.load(model_path, tile=48, overlap=32)
