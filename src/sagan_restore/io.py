@@ -163,9 +163,10 @@ def _read_png16_colour(path: Path, im: Image.Image) -> LoadedImage:
     """Pixels through pypng (Pillow would truncate them to 8 bits), metadata from Pillow's `im`."""
     import png
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    planes = info["planes"]
-    arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    with open(path, "rb") as f:  # pypng given a file name leaves the file for the garbage collector to close
+        width, height, rows, info = png.Reader(file=f).asDirect()
+        planes = info["planes"]
+        arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
     exif = im.getexif()
     arr = orient(arr, exif.pop(0x0112, 1)).astype(np.float32) / 65535.0
     colour = planes - 1 if planes in (2, 4) else planes

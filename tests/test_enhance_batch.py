@@ -1,0 +1,104 @@
+"""`sagan-restore enhance` over many files: folders, --recursive, globs, --suffix, --skip-existing,
+--overwrite, failures that do not stop the batch, and the summary."""
+
+import numpy as np
+import pytest
+
+from _infer_helpers import identity_generator, photo, save
+from sagan_restore.cli import main
+from sagan_restore.io import write_image
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return str(save(identity_generator(), tmp_path_factory.mktemp("models") / "identity.safetensors"))
+
+
+@pytest.fixture
+def album(tmp_path):
+    root = tmp_path / "album"
+    for rel in ["a.png", "b.jpg", "trip/c.png", "trip/deep/d.tif", ".hidden/e.png", "._f.png"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_image(root / rel, photo(24, 32, seed=len(rel)))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def enhance(*args):
+    return main(["enhance", *map(str, args), "--no-progress"])
+
+
+def files_under(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_folder_without_recursive_takes_its_own_images_only(album, model, tmp_path):
+    assert enhance(album, "-o", tmp_path / "out", "--model", model) == 0
+    assert files_under(tmp_path / "out") == ["a.png", "b.jpg"]
+
+
+def test_recursive_keeps_the_folder_structure_and_skips_hidden_files(album, model, tmp_path, capsys):
+    assert enhance(album, "-o", tmp_path / "out", "--model", model, "--recursive", "--suffix", "_x") == 0
+    assert files_under(tmp_path / "out") == ["a_x.png", "b_x.jpg", "trip/c_x.png", "trip/deep/d_x.tif"]
+    assert "enhanced 4 image(s)" in capsys.readouterr().out
+
+
+def test_output_folder_inside_the_input_folder_is_not_enhanced_again(album, model):
+    assert enhance(album, "-o", album / "enhanced", "--model", model, "--recursive") == 0
+    assert enhance(album, "-o", album / "enhanced", "--model", model, "--recursive", "--overwrite") == 0
+    assert not (album / "enhanced" / "enhanced").exists()
+
+
+def test_glob_patterns(album, model, tmp_path):
+    assert enhance(album / "**" / "*.png", "-o", tmp_path / "out", "--model", model, "--recursive") == 0
+    assert files_under(tmp_path / "out") == ["a.png", "c.png"]
+    assert enhance(album / "*.xyz", "-o", tmp_path / "out2", "--model", model) == 2
+
+
+def test_existing_outputs_refused_skipped_or_overwritten(album, model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert enhance(album / "a.png", "-o", out, "--model", model) == 0
+    stamp = (out / "a.png").stat().st_mtime_ns
+    assert enhance(album / "a.png", album / "b.jpg", "-o", out, "--model", model) == 2
+    assert "--overwrite" in capsys.readouterr().err and not (out / "b.jpg").exists()
+    assert enhance(album / "a.png", album / "b.jpg", "-o", out, "--model", model, "--skip-existing") == 0
+    assert "skipped 1" in capsys.readouterr().out
+    assert (out / "a.png").stat().st_mtime_ns == stamp and (out / "b.jpg").exists()
+    assert enhance(album / "a.png", "-o", out, "--model", model, "--overwrite") == 0
+    assert (out / "a.png").stat().st_mtime_ns != stamp
+    assert enhance(album / "a.png", "-o", out, "--model", model, "--overwrite", "--skip-existing") == 2
+
+
+def test_a_failing_file_is_reported_and_the_rest_go_on(album, model, tmp_path, capsys):
+    (album / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    code = enhance(album, "-o", tmp_path / "out", "--model", model)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert files_under(tmp_path / "out") == ["a.png", "b.jpg"]
+    assert "FAILED 1" in captured.out and "broken.png" in captured.out and "not a readable image" in captured.out
+
+
+def test_two_inputs_with_one_output_name_are_refused(album, model, tmp_path, capsys):
+    write_image(album / "trip" / "a.png", photo(24, 32))
+    assert enhance(album / "a.png", album / "trip" / "a.png", "-o", tmp_path / "out", "--model", model) == 2
+    assert "both be written to" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [(["--tile", "40", "--overlap", "32"], "more than twice the overlap"),
+                                           (["--quality", "0"], "between 1 and 100"),
+                                           (["--batch", "0"], "at least 1")])
+def test_bad_options_are_one_line_errors(album, model, tmp_path, capsys, flags, message):
+    assert enhance(album / "a.png", "-o", tmp_path / "out", "--model", model, *flags) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tiled_and_untiled_cli_outputs_agree(album, model, tmp_path):
+    write_image(album / "big.png", photo(150, 200, noise=0.05))
+    assert enhance(album / "big.png", "-o", tmp_path / "whole", "--model", model, "--tile", "0") == 0
+    assert enhance(album / "big.png", "-o", tmp_path / "tiled", "--model", model, "--tile", "64",
+                   "--overlap", "16", "--batch", "3") == 0
+    from PIL import Image
+
+    whole = np.asarray(Image.open(tmp_path / "whole" / "big.png"), dtype=int)
+    tiled = np.asarray(Image.open(tmp_path / "tiled" / "big.png"), dtype=int)
+    assert np.abs(whole - tiled).max() == 0
