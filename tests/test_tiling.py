@@ -27,7 +27,8 @@ def test_grid_starts_on_the_multiple_covers_the_axis_and_overlaps(length, tile, 
         return
     assert all(s % multiple == 0 for s in plan.starts)  # every tile sees the whole image's sampling grid
     assert plan.starts[0] == 0 and plan.ends[-1] == length
-    assert all(end - start == tile for start, end in zip(plan.starts[:-1], plan.ends[:-1]))
+    sizes = {end - start for start, end in zip(plan.starts[:-1], plan.ends[:-1])}
+    assert len(sizes) == 1 and sizes.pop() <= tile  # one size, so tiles batch together
     assert all(plan.ends[i] - plan.starts[i + 1] >= overlap for i in range(len(plan.starts) - 1))
 
 
@@ -92,7 +93,7 @@ def test_out_of_memory_halves_the_tile_and_goes_on():
         out, settings = tiled_apply_shrinking(pixels, run, TileSettings(96, 16, 2), device=torch.device("cpu"),
                                               multiple=4, scale=1, out_channels=3)
     assert settings == TileSettings(48, 12, 2)
-    assert 96 in sizes and sizes[-1] == 48
+    assert sizes[0] > 48 and max(sizes[1:]) <= 48  # one failed try, then the smaller tiles
     expected = tiled_apply(pixels, run_model, tile=48, overlap=12, multiple=4, scale=1, out_channels=3)
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
@@ -110,6 +111,8 @@ def test_auto_tile_shrinks_with_the_memory_available(monkeypatch):
     cfg = random_generator(scale=1).cfg
     assert estimate_tile_bytes(cfg, 512) > estimate_tile_bytes(cfg, 256) > 0
     monkeypatch.setattr(tiling, "available_memory", lambda device: 1 << 40)
-    assert auto_tile_settings(cfg, torch.device("cpu"), overlap=32, batch=None).tile == 512
+    assert auto_tile_settings(cfg, torch.device("cpu"), tile=None, overlap=32, batch=None).tile == 512
     monkeypatch.setattr(tiling, "available_memory", lambda device: 4 * estimate_tile_bytes(cfg, 256))
-    assert auto_tile_settings(cfg, torch.device("cpu"), overlap=32, batch=None) == TileSettings(256, 32, 1)
+    assert auto_tile_settings(cfg, torch.device("cpu"), tile=None, overlap=32, batch=None) == TileSettings(256, 32, 1)
+    # on a GPU, half the free memory: two 256 tiles per batch
+    assert auto_tile_settings(cfg, torch.device("cuda"), tile=256, overlap=32, batch=None).batch == 2

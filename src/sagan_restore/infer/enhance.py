@@ -69,12 +69,9 @@ class Enhancer:
             raise UserError(f"--batch {batch}: must be at least 1")
         if overlap < 0:
             raise UserError(f"--overlap {overlap}: must be 0 or more")
-        if tile is None:
-            bytes_per_value = 2 if half and torch_device.type == "cuda" else 4
-            settings = auto_tile_settings(model.cfg, torch_device, overlap=overlap, batch=batch,
-                                          bytes_per_value=bytes_per_value)
-        else:
-            settings = TileSettings(_tile_multiple(tile, overlap, model.multiple), overlap, batch or 1)
+        settings = auto_tile_settings(model.cfg, torch_device, overlap=overlap, batch=batch,
+                                      tile=None if tile is None else _tile_multiple(tile, overlap, model.multiple),
+                                      bytes_per_value=2 if half and torch_device.type == "cuda" else 4)
         return cls(model, torch_device, info, settings=settings, half=half, compile=compile)
 
     @property
@@ -258,6 +255,8 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suff
     overwritten. A file that fails is recorded with its reason and the rest go on."""
     if overwrite and skip_existing:
         raise UserError("--overwrite and --skip-existing contradict each other; pass one")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"-o {out_dir}: is a file; the output must be a folder")
     files = collect_inputs(inputs, recursive=recursive, exclude=out_dir)
     plans, skipped = plan_outputs(files, out_dir, suffix=suffix, overwrite=overwrite, skip_existing=skip_existing)
     out_dir.mkdir(parents=True, exist_ok=True)

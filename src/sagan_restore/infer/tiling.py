@@ -46,19 +46,27 @@ class AxisPlan:
 
 
 def plan_axis(length: int, *, tile: int, overlap: int, multiple: int) -> AxisPlan:
-    """Tiles of `tile` pixels starting at multiples of `multiple`, neighbours overlapping by >= `overlap`.
+    """Tiles of at most `tile` pixels starting at multiples of `multiple`, neighbours overlapping by >= `overlap`.
 
-    The last tile ends at the image's edge and may be shorter: the model pads it itself, exactly as it pads
-    the whole image, and its bicubic base for super-resolution sees the same border. An axis no longer
-    than a tile is one segment.
+    As few tiles as `tile` allows, each then shrunk as far as that count still covers the axis, so little
+    work goes into overlaps. The last tile ends at the image's edge and may be shorter: the model pads it
+    itself, exactly as it pads the whole image, and its bicubic base for super-resolution sees the same
+    border. An axis no longer than a tile is one segment.
     """
     if length <= tile:
         return AxisPlan((0,), (length,))
-    assert tile % multiple == 0 and overlap < tile, (tile, overlap, multiple)
+    assert tile % multiple == 0 and 2 * overlap < tile, (tile, overlap, multiple)
+    count = len(_tile_starts(length, tile, overlap, multiple))
+    while tile - multiple > 2 * overlap and len(_tile_starts(length, tile - multiple, overlap, multiple)) == count:
+        tile -= multiple
+    starts = _tile_starts(length, tile, overlap, multiple)
+    return AxisPlan(starts, tuple(min(start + tile, length) for start in starts))
+
+
+def _tile_starts(length: int, tile: int, overlap: int, multiple: int) -> tuple[int, ...]:
     stride = max(multiple, (tile - overlap) // multiple * multiple)
     last = math.ceil(length / multiple) * multiple - tile
-    starts = tuple(range(0, last, stride)) + (last,)
-    return AxisPlan(starts, tuple(min(start + tile, length) for start in starts))
+    return tuple(range(0, last, stride)) + (last,)
 
 
 def raised_cosine_ramp(n: int) -> np.ndarray:
@@ -201,19 +209,24 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def auto_tile_settings(cfg: GeneratorConfig, device: torch.device, *, overlap: int, batch: int | None,
-                       bytes_per_value: int = 4) -> TileSettings:
-    """The largest tile of AUTO_TILES whose activations fit a share of the free memory, and on a GPU as many
-    of them per batch as fit. Half the GPU's free memory (the rest is cuDNN workspace and fragmentation);
-    a quarter of the host's, which other programs share."""
+def auto_tile_settings(cfg: GeneratorConfig, device: torch.device, *, tile: int | None, overlap: int,
+                       batch: int | None, bytes_per_value: int = 4) -> TileSettings:
+    """Fill in what the user left automatic (None): the tile, the largest of AUTO_TILES whose activations
+    fit a share of the free memory; the batch, on a GPU as many such tiles as fit (on CPU one tile already
+    keeps every core busy, and batching would only raise the memory peak). The share is half the GPU's
+    free memory (the rest is cuDNN workspace and fragmentation) or a quarter of the host's, which other
+    programs share. tile = 0 (whole images) stays 0."""
     budget = available_memory(device) // (2 if device.type == "cuda" else 4)
-    tile = next((t for t in AUTO_TILES if estimate_tile_bytes(cfg, t, bytes_per_value=bytes_per_value) <= budget),
-                AUTO_TILES[-1])
+
+    def cost(t: int) -> int:
+        return estimate_tile_bytes(cfg, t, bytes_per_value=bytes_per_value)
+
+    if tile is None:
+        tile = next((t for t in AUTO_TILES if cost(t) <= budget), AUTO_TILES[-1])
+        overlap = min(overlap, tile // 4)
     if batch is None:
-        # On CPU one tile already keeps every core busy; batching only raises the memory peak.
-        fits = budget // estimate_tile_bytes(cfg, tile, bytes_per_value=bytes_per_value)
-        batch = max(1, min(MAX_AUTO_BATCH, fits)) if device.type == "cuda" else 1
-    return TileSettings(tile, min(overlap, tile // 4), batch)
+        batch = max(1, min(MAX_AUTO_BATCH, budget // cost(tile))) if device.type == "cuda" and tile else 1
+    return TileSettings(tile, overlap, batch)
 
 
 def halved(settings: TileSettings, *, height: int, width: int, multiple: int, smallest: int = 32) -> TileSettings | None:
