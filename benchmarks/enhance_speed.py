@@ -8,6 +8,7 @@ Measures, in one run:
 - megapixels per second at several tile sizes (and with torch.compile when --compile is given);
 - seams: tiled (tile 256, overlap 32) against untiled output on a 1-megapixel photo, max and mean abs
   difference, for the given model and for random weights with the attention gates opened to 0.5;
+- ONNX export parity with PyTorch on a real photo;
 - peak RSS (/usr/bin/time -v) of real `sagan-restore enhance` processes on generated 1, 12 and
   50-megapixel photos.
 
@@ -41,6 +42,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from sagan_restore.checkpoint import load_model, save_generator  # noqa: E402
 from sagan_restore.config import GeneratorConfig  # noqa: E402
+from sagan_restore.errors import UserError  # noqa: E402
+from sagan_restore.export import export_onnx, onnx_parity, parity_image  # noqa: E402
 from sagan_restore.infer.enhance import Enhancer  # noqa: E402
 from sagan_restore.infer.tiling import estimate_tile_bytes, plan_grid  # noqa: E402
 from sagan_restore.models.attention import SelfAttention2d  # noqa: E402
@@ -329,7 +332,18 @@ def main() -> None:
     report("Targets: max <= 4/255, mean < 0.5/255. Outputs clipped to [0, 1], compared before rounding.")
     report()
 
-    # 4. Peak memory of real enhance processes
+    # 4. ONNX parity on a real photo
+    try:
+        onnx_file = work / "model.onnx"
+        export_onnx(model_spec, onnx_file)
+        image = parity_image(model.cfg, height=384, width=515)
+        report(f"### ONNX export: onnxruntime against PyTorch, astronaut photo 515x384: max abs difference "
+               f"{onnx_parity(onnx_file, model_spec, image=image):.1e} on [0, 1] images (target <= 1e-3)")
+    except UserError as err:  # onnx or onnxruntime missing
+        report(f"### ONNX export: not measured ({err})")
+    report()
+
+    # 5. Peak memory of real enhance processes
     report("### Peak memory (RSS, `/usr/bin/time -v`) of `sagan-restore enhance --device cpu` processes")
     report()
     report("| input | tiles | peak RSS | wall time |")
