@@ -4,7 +4,7 @@
 
 Measures, in one run:
 - the model's achieved GFLOP/s while enhancing a 4-megapixel photo, against a large dense convolution's
-  GFLOP/s measured in the same run (before and after), and where the time goes inside one tile;
+  GFLOP/s measured next to every tile, and where the time goes inside one tile;
 - megapixels per second at several tile sizes (and with torch.compile when --compile is given);
 - seams: tiled (tile 256, overlap 32) against untiled output on a 1-megapixel photo, max and mean abs
   difference, for the given model and for random weights with the attention gates opened to 0.5;
@@ -141,20 +141,60 @@ def random_real_size_model() -> UNetGenerator:
     return model.eval()
 
 
-def dense_conv_gflops(reps: int = 5) -> float:
-    """GFLOP/s of a large dense 3x3 convolution (256 -> 256 channels on 128x128, NHWC): what this CPU's
-    convolution kernels reach when arithmetic, not memory, limits them."""
-    conv = nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
-    x = torch.rand(1, 256, 128, 128).contiguous(memory_format=torch.channels_last)
+class DenseConv:
+    """A large dense 3x3 convolution (256 -> 256 channels on 128x128, NHWC): what this CPU's convolution
+    kernels reach when arithmetic, not memory, limits them."""
+
     flops = 2 * 256 * 256 * 9 * 128 * 128
-    times = []
-    with torch.inference_mode():
-        conv(x)
-        for _ in range(reps):
+
+    def __init__(self):
+        self.conv = nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
+        self.x = torch.rand(1, 256, 128, 128).contiguous(memory_format=torch.channels_last)
+        self.seconds()
+
+    def seconds(self) -> float:
+        with torch.inference_mode():
             start = time.perf_counter()
-            conv(x)
-            times.append(time.perf_counter() - start)
-    return flops / statistics.median(times) / 1e9
+            self.conv(self.x)
+            return time.perf_counter() - start
+
+    def gflops(self, reps: int = 5) -> float:
+        return self.flops / statistics.median(self.seconds() for _ in range(reps)) / 1e9
+
+
+class PairedTimer:
+    """Times every tile forward of an Enhancer and runs the dense convolution right before each one.
+
+    Other jobs share this machine and its speed drifts by 2x within minutes; a reference taken next to
+    each tile, seconds apart, sees the same conditions as that tile does.
+    """
+
+    def __init__(self, enhancer: Enhancer, conv: DenseConv):
+        self.enhancer, self.conv, self.run = enhancer, conv, enhancer.run_batch
+        self.tiles: list[tuple[int, float, float]] = []  # (FLOPs, tile seconds, dense conv seconds)
+        enhancer.run_batch = self
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        conv_seconds = self.conv.seconds()
+        start = time.perf_counter()
+        out = self.run(tiles)
+        seconds = time.perf_counter() - start
+        self.tiles.append((len(tiles) * count_flops(self.enhancer.model, *tiles.shape[2:]), seconds, conv_seconds))
+        return out
+
+    def enhance(self, pixels: np.ndarray) -> tuple[float, float]:
+        """(wall seconds of the enhance, without the reference convolutions; the median over tiles of
+        tile GFLOP/s / adjacent dense conv GFLOP/s)."""
+        self.tiles.clear()
+        start = time.perf_counter()
+        self.enhancer.enhance_pixels(pixels)
+        wall = time.perf_counter() - start - sum(conv for _, _, conv in self.tiles)
+        ratios = [(flops / seconds) / (self.conv.flops / conv) for flops, seconds, conv in self.tiles]
+        return wall, statistics.median(ratios)
+
+    @property
+    def conv_gflops(self) -> float:
+        return statistics.median(self.conv.flops / conv for _, _, conv in self.tiles) / 1e9
 
 
 def executed_flops(model: UNetGenerator, height: int, width: int, *, tile: int, overlap: int) -> int:
@@ -195,6 +235,35 @@ def profile_tile(enhancer: Enhancer, tile: int) -> dict[str, float]:
                 shares["other"] += event.self_cpu_time_total
     total = sum(shares.values())
     return {k: v / total for k, v in shares.items()}
+
+
+def conv_layer_rates(enhancer: Enhancer, tile: int, reps: int = 3) -> list[tuple[str, float, float]]:
+    """(layer kind, share of the convolutions' time, GFLOP/s) in one tile's forward, slowest kind first."""
+    stats: dict[str, list[float]] = {}
+
+    def before(module, inputs):
+        module.started = time.perf_counter()
+
+    def after(module, inputs, output):
+        kh, kw = module.kernel_size
+        key = f"{module.in_channels}->{module.out_channels} {kh}x{kw} at {output.shape[-1]}px"
+        entry = stats.setdefault(key, [0.0, 0.0])
+        entry[0] += time.perf_counter() - module.started
+        entry[1] += 2 * output.numel() * module.in_channels // module.groups * kh * kw
+
+    convs = [m for m in enhancer.model.modules() if isinstance(m, nn.Conv2d)]
+    handles = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    x = np.random.default_rng(0).random((1, 3, tile, tile), dtype=np.float32)
+    with torch.inference_mode():
+        enhancer.run_batch(x)
+        stats.clear()
+        for _ in range(reps):
+            enhancer.run_batch(x)
+    for handle in handles:
+        handle.remove()
+    total = sum(seconds for seconds, _ in stats.values())
+    rows = [(key, seconds / total, flops / seconds / 1e9) for key, (seconds, flops) in stats.items()]
+    return sorted(rows, key=lambda row: -row[1])
 
 
 def seam_difference(model_spec, pixels: np.ndarray, *, tile: int = 256, overlap: int = 32) -> tuple[float, float]:
@@ -250,40 +319,53 @@ def main() -> None:
     report()
 
     # 1. FLOP utilisation on a 4-megapixel photo
+    conv = DenseConv()
     enhancer = Enhancer.load(model_spec, device="cpu")
     settings = enhancer.settings
     pixels = photo(2304, 1728, noise=0.08)
     enhancer.enhance_pixels(photo(512, 512))  # one-off set-up (oneDNN kernel choice) outside the timing
-    conv_before = dense_conv_gflops()
-    seconds = time_enhance(enhancer, pixels)
-    conv_after = dense_conv_gflops()
-    conv_rate = statistics.mean([conv_before, conv_after])
+    shares = profile_tile(enhancer, settings.tile)
+    layers = conv_layer_rates(enhancer, settings.tile)
+    timer = PairedTimer(enhancer, conv)
+    seconds, utilisation = timer.enhance(pixels)
     flops = executed_flops(model, 1728, 2304, tile=settings.tile, overlap=settings.overlap)
     useful = count_flops(model, 512, 512) / (512 * 512) * 1728 * 2304  # per-pixel cost of a 512 tile, no overlaps
     achieved = flops / seconds / 1e9
-    shares = profile_tile(enhancer, settings.tile)
     report("### FLOP utilisation, 4-megapixel photo (2304x1728), CPU")
+    report()
+    report("Each tile's forward is timed, and the dense convolution is timed right before it: utilisation is")
+    report("the median over tiles of (tile GFLOP/s) / (dense conv GFLOP/s), so both see the same share of")
+    report("this shared machine.")
     report()
     report("| measurement | value |")
     report("|---|---|")
     report(f"| automatic tiles | {settings.tile} px, overlap {settings.overlap}, batch {settings.batch} |")
-    report(f"| enhance time | {seconds:.1f} s ({pixels.shape[0] * pixels.shape[1] / 1e6 / seconds:.3f} MP/s) |")
+    report(f"| enhance wall time | {seconds:.1f} s ({pixels.shape[0] * pixels.shape[1] / 1e6 / seconds:.3f} MP/s) |")
     report(f"| FLOPs executed (tiles incl. overlaps) | {flops / 1e12:.2f} TFLOP ({flops / useful:.2f}x the image's own) |")
-    report(f"| model's achieved rate | **{achieved:.1f} GFLOP/s** |")
-    report(f"| dense 3x3 conv 256->256 on 128x128 (before / after) | {conv_before:.1f} / {conv_after:.1f} GFLOP/s |")
-    report(f"| utilisation (achieved / dense conv) | **{achieved / conv_rate:.0%}** (target >= 40%) |")
-    report(f"| useful rate (image FLOPs / time, overlaps not counted) | {useful / seconds / 1e9:.1f} GFLOP/s "
-           f"({useful / seconds / 1e9 / conv_rate:.0%}) |")
+    report(f"| model's achieved rate (FLOPs / wall time) | {achieved:.1f} GFLOP/s |")
+    report(f"| dense 3x3 conv 256->256 on 128x128 (median next to the tiles) | {timer.conv_gflops:.1f} GFLOP/s |")
+    report(f"| **utilisation** (median over {len(timer.tiles)} tiles) | **{utilisation:.0%}** (target >= 40%) |")
+    report(f"| achieved / dense conv, whole run | {achieved / timer.conv_gflops:.0%}; counting only the image's "
+           f"own FLOPs (not overlaps): {useful / seconds / 1e9 / timer.conv_gflops:.0%} |")
     if args.compile:
         compiled = Enhancer.load(model_spec, device="cpu", compile=True)
-        first = time_enhance(compiled, pixels)  # compiles each tile shape once
-        took = time_enhance(compiled, pixels)
-        conv_now = dense_conv_gflops()
+        start = time.perf_counter()
+        compiled.enhance_pixels(pixels)  # compiles each tile shape once
+        first = time.perf_counter() - start
+        compiled_timer = PairedTimer(compiled, conv)
+        took, compiled_utilisation = compiled_timer.enhance(pixels)
         report(f"| with `--compile` (torch.compile, inductor, frozen weights) | {took:.1f} s, "
-               f"{flops / took / 1e9:.1f} GFLOP/s, **{flops / took / 1e9 / conv_now:.0%}** of the dense conv "
-               f"measured right after ({conv_now:.1f} GFLOP/s); first call {first:.0f} s, compiling |")
+               f"{flops / took / 1e9:.1f} GFLOP/s, utilisation **{compiled_utilisation:.0%}** "
+               f"(dense conv {compiled_timer.conv_gflops:.1f} GFLOP/s); first call {first:.0f} s, compiling |")
     report(f"| one {settings.tile} tile's CPU time | convolutions {shares['convolution']:.0%}, attention "
            f"{shares['attention']:.0%}, other (elementwise, pixel shuffle, copies) {shares['other']:.0%} |")
+    report()
+    report(f"Where a {settings.tile}-pixel tile's convolution time goes (the eight largest kinds; forward hooks):")
+    report()
+    report("| convolution | share of conv time | GFLOP/s |")
+    report("|---|---|---|")
+    for key, share, rate in layers[:8]:
+        report(f"| {key} | {share:.0%} | {rate:.1f} |")
     report()
 
     if torch.cuda.is_available():

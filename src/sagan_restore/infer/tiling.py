@@ -6,13 +6,14 @@ tile size, whatever the image size.
 
 How tiles stay invisible:
 - Tiles start at multiples of the model's 2**depth, so each one sees the same stride-2 sampling grid the
-  whole image would; the last tile of a row ends at the image's edge, padded (reflect) exactly as the
-  model pads a whole image.
+  whole image would; the last tile of a row ends at the image's edge, where the model pads it (reflect)
+  exactly as it pads a whole image.
 - Neighbours overlap, and each tile's weight falls smoothly (raised cosine) to zero towards an edge where
   it was cut from the image, where it lacks context. Two ramps over the same overlap sum to one, so the
   blend is a weighted average, never a hard cut.
-- Self-attention sees one tile at a time: a pixel attends to the pixels of its tile (tile + overlap), not
-  to the whole image. Far-away context is lost; the blending hides where one tile's context ends.
+- Self-attention sees one tile at a time: a pixel attends to the pixels of its own tile (overlaps
+  included), not to the whole image. Context farther than a tile is lost; the blending hides where one
+  tile's context ends and the next one's begins.
 - For super-resolution tiles are cut in the input and placed at `scale` times their position.
 
 The tiler only needs a function from a batch of input tiles to a batch of output tiles, so it runs a torch
@@ -241,14 +242,15 @@ def halved(settings: TileSettings, *, height: int, width: int, multiple: int, sm
 def tiled_apply_shrinking(pixels: np.ndarray, run: RunBatch, settings: TileSettings, *, device: torch.device,
                           multiple: int, scale: int, out_channels: int,
                           progress: bool = False) -> tuple[np.ndarray, TileSettings]:
-    """`tiled_apply`, starting the image again with half the tile size whenever the device runs out of
-    memory. Returns the result and the settings that worked, for the next image."""
+    """`tiled_apply`, starting the image again with half the tile size whenever the GPU runs out of memory.
+    Returns the result and the settings that worked, for the next image. (Host memory running out is a
+    plain RuntimeError, or the kernel's OOM killer, and is not retried: the host holds the whole image.)"""
     while True:
         try:
             out = tiled_apply(pixels, run, tile=settings.tile, overlap=settings.overlap, multiple=multiple,
                               scale=scale, out_channels=out_channels, batch=settings.batch, progress=progress)
             return out, settings
-        except torch.cuda.OutOfMemoryError:  # also raised for host memory by recent torch
+        except torch.cuda.OutOfMemoryError:
             smaller = halved(settings, height=pixels.shape[0], width=pixels.shape[1], multiple=multiple)
             if smaller is None:
                 raise UserError(f"out of memory on {device} even with {settings.tile or 'whole-image'} tiles; "
