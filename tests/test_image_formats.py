@@ -45,6 +45,13 @@ def test_a_flat_colour_comes_out_the_same_colour(tmp_path, identity, name, bits)
     assert np.abs(out.pixels - colour).max() <= 1 / 255 + 1e-6
 
 
+@pytest.mark.parametrize("name", ["grey.png", "grey.jpg"])
+def test_eight_bit_grey_stays_grey(tmp_path, identity, name):
+    write_image(tmp_path / name, np.full((30, 40, 1), 0.3, dtype=np.float32))
+    with Image.open(enhance(tmp_path / name, identity)) as out:
+        assert out.mode == "L" and np.abs(np.asarray(out).astype(int) - round(0.3 * 255)).max() <= 1
+
+
 def test_sixteen_bit_rgb_png_keeps_all_sixteen_bits(tmp_path, identity):
     ramp = (np.linspace(0, 65535, 64 * 80 * 3).reshape(64, 80, 3)).round().astype(np.uint16)
     with open(tmp_path / "ramp.png", "wb") as f:

@@ -192,8 +192,8 @@ def add_enhance_parser(sub) -> None:
     files.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     files.add_argument("--skip-existing", action="store_true", help="leave existing outputs, enhance the rest")
     files.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of outputs, 1-100 (default 95)")
-    files.add_argument("--max-pixels", type=int, default=200_000_000,
-                       help="refuse larger images, a guard against decompression bombs (default 200 million)")
+    files.add_argument("--max-pixels", type=float, default=200e6,
+                       help="refuse larger images, as possible decompression bombs (default 200e6)")
     speed = p.add_argument_group("tiling and speed")
     speed.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
                        help="tile size in input pixels; 0 = whole image at once; auto (default) = from free memory")
@@ -211,11 +211,13 @@ def run_enhance(args) -> int:
 
     if not 1 <= args.quality <= 100:
         raise UserError(f"--quality {args.quality}: must be between 1 and 100")
+    if args.max_pixels < 1:
+        raise UserError(f"--max-pixels must be at least 1, not {args.max_pixels:g}")
     enhancer = Enhancer.load(args.model, device=args.device, tile=args.tile, overlap=args.overlap,
                              batch=args.batch, half=args.half, compile=args.compile)
     report = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
                            skip_existing=args.skip_existing, recursive=args.recursive, quality=args.quality,
-                           max_pixels=args.max_pixels, progress=not args.no_progress)
+                           max_pixels=int(args.max_pixels), progress=not args.no_progress)
     print(report.summary(args.out))
     return 1 if report.failed else 0
 

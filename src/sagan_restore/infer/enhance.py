@@ -243,7 +243,10 @@ def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95,
     del image  # the input's pixels are not needed past enhance_pixels; large images need that memory back
     out = enhancer.enhance_pixels(pixels, progress=progress)
     del pixels
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{dst.parent}: cannot create the output folder ({err.strerror or err})")
     write_image(dst, out, alpha=alpha, bit_depth=bit_depth, quality=quality, icc_profile=icc, exif=exif, dpi=dpi)
     return height * width / 1e6
 
@@ -259,7 +262,10 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suff
         raise UserError(f"-o {out_dir}: is a file; the output must be a folder")
     files = collect_inputs(inputs, recursive=recursive, exclude=out_dir)
     plans, skipped = plan_outputs(files, out_dir, suffix=suffix, overwrite=overwrite, skip_existing=skip_existing)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"-o {out_dir}: cannot create the output folder ({err.strerror or err})")
     report = BatchReport(skipped=skipped)
     start = time.perf_counter()
     bar = tqdm(plans, disable=not progress, unit="image")

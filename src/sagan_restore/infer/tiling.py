@@ -169,8 +169,9 @@ class TileSettings:
     batch: int  # tiles per forward pass
 
 
-# Automatic tiles are at most 512 pixels: above that, attention's quadratic cost outgrows the convolutions'
-# (at 1024 it adds half again to a width-32 model's FLOPs), and on CPU 512 measured fastest.
+# Automatic tiles are at most 512 pixels: above that, attention's quadratic cost and memory outgrow the
+# convolutions' (at 1024 it adds half again to a width-32 model's FLOPs, and 1.1 GB for its matrix). On CPU,
+# 512 and 768 measured within noise of each other, 256 about half as fast (docs/BENCHMARKS.md).
 AUTO_TILES = (512, 384, 256, 192, 128)
 MAX_AUTO_BATCH = 16
 
