@@ -201,7 +201,8 @@ def add_enhance_parser(sub) -> None:
     speed.add_argument("--batch", type=int, help="tiles per forward pass (default: automatic)")
     speed.add_argument("--half", action="store_true", help="bf16/fp16 autocast on a GPU")
     speed.add_argument("--compile", action="store_true",
-                       help="torch.compile the model: faster per tile, but each tile shape first compiles")
+                       help="torch.compile the model (inductor); each tile shape compiles first, about a "
+                            "minute on CPU")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_enhance)
 
