@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -448,6 +449,7 @@ def main() -> None:
            f"matrix alone would take {tokens**2 * 4 / 1e9:.0f} GB in float32: that is why enhance tiles by "
            "default. Target: 12 MP under 3 GB.")
     replace_section("\n".join(lines))
+    shutil.rmtree(work)
     print(f"\nwrote the {SECTION} section of {DOC}")
 
 
