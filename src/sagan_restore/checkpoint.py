@@ -7,21 +7,31 @@ import json
 import os
 import pickle
 import re
+import struct
 import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from sagan_restore.config import GeneratorConfig, config_to_dict, generator_config_from_dict
-from sagan_restore.errors import UserError
+from sagan_restore.errors import UserError, first_line
 from sagan_restore.models import zoo
 from sagan_restore.models.generator import UNetGenerator
 
 GENERATOR_FORMAT = "sagan-restore-generator/1"
 CHECKPOINT_NAME = re.compile(r"step_(\d+)\.pt$")
+CHECKPOINT_KEYS = {"step", "config", "generator", "opt_g"}
+# What torch.load raises on a damaged file: its unpickler works through whatever the bytes say
+# (tests/test_fuzz.py finds the IndexError and KeyError cases).
+UNREADABLE_CHECKPOINT = (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, IndexError, KeyError,
+                         TypeError, struct.error)
 
 
 def current_umask() -> int:
@@ -30,23 +40,39 @@ def current_umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, fsync it, then rename over `path`.
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temporary file in the same folder, fsync it, rename it over `path`, fsync the folder.
 
-    A crash leaves either the old file or the new one, never a truncated mix.
+    A crash or a kill leaves either the old file or the new one, never a truncated mix; a failed write
+    (a full disk) leaves the old file and no temporary one. `write` gets an open binary file: writing
+    through a Python file object is what turns a full disk into an OSError (torch.save to a path reports
+    it as a RuntimeError, and safetensors' save_file not at all).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    path = Path(path)
+    tmp = None
     try:
-        write(tmp)
-        with open(tmp, "rb") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # makes the rename itself durable
+    except OSError as err:
+        raise UserError(f"{path}: could not write it ({err.strerror or err}); any previous version is unchanged")
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_generator(path: Path, model: UNetGenerator, *, info: dict | None = None, half: bool = False) -> None:
@@ -62,7 +88,7 @@ def save_generator(path: Path, model: UNetGenerator, *, info: dict | None = None
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(Path(path), lambda f: f.write(safetensors_bytes(tensors, metadata=metadata)))
 
 
 def load_generator(path: Path, *, device: str | torch.device = "cpu") -> tuple[UNetGenerator, dict]:
@@ -76,10 +102,15 @@ def load_generator(path: Path, *, device: str | torch.device = "cpu") -> tuple[U
         raise UserError(f"{path}: not a readable safetensors model ({err})")
     if metadata.get("format") != GENERATOR_FORMAT:
         raise UserError(f"{path}: not a sagan-restore generator (no '{GENERATOR_FORMAT}' metadata)")
-    cfg = generator_config_from_dict(json.loads(metadata["generator_config"]))
-    model = UNetGenerator(cfg)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.to(device).eval(), json.loads(metadata.get("info", "{}"))
+    try:
+        cfg = generator_config_from_dict(json.loads(metadata["generator_config"]))
+        info = json.loads(metadata.get("info", "{}"))
+        model = UNetGenerator(cfg)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"{path}: damaged generator file, its weights do not fit its metadata "
+                        f"({first_line(err)})")
+    return model.to(device).eval(), info
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -95,26 +126,68 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_step(path: Path) -> int:
+    return int(CHECKPOINT_NAME.search(Path(path).name).group(1))
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    _atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
+def prune_checkpoints(run_dir: Path, *, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (called only after a save succeeded)."""
+    for path in list_checkpoints(run_dir)[:-keep]:
+        path.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict:
     """Load with weights_only=True: a checkpoint holds tensors and plain values, never code to run."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about odd pickle protocols in damaged files
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: refused to load, it holds more than weights ({str(err).splitlines()[0]})")
-    except (RuntimeError, EOFError, OSError) as err:
-        raise UserError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})")
+        raise UserError(f"{path}: refused to load, it holds more than weights ({first_line(err)})")
+    except UNREADABLE_CHECKPOINT as err:
+        raise UserError(f"{path}: not a readable checkpoint ({first_line(err)})")
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+        raise UserError(f"{path}: not a sagan-restore training checkpoint (expected {sorted(CHECKPOINT_KEYS)})")
+    return state
+
+
+def newest_loadable_checkpoint(run_dir: Path, *, before_step: int | None = None,
+                               apply: Callable[[dict], None] | None = None) -> dict | None:
+    """The newest checkpoint of a run that loads (optionally only those saved before a step), or None.
+
+    `apply` puts a loaded state into the nets; a state it cannot take counts as not loading. Each
+    checkpoint that does not load (damaged on disk, copied incompletely) is skipped with a warning, so a
+    bad file costs only the steps since the checkpoint before it.
+    """
+    for path in reversed(list_checkpoints(run_dir)):
+        if before_step is not None and checkpoint_step(path) >= before_step:
+            continue
+        try:
+            state = load_checkpoint(path)
+            if apply is not None:
+                apply(state)
+            return state
+        except UserError as err:
+            warnings.warn(f"skipping a checkpoint that does not load: {err}")
+        except (KeyError, ValueError, RuntimeError) as err:  # load_state_dict on foreign or damaged contents
+            warnings.warn(f"skipping a checkpoint that does not fit this run: {path} ({first_line(err)})")
+    return None
 
 
 def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerator, dict]:
     state = load_checkpoint(path)
-    cfg: GeneratorConfig = generator_config_from_dict(state["config"]["generator"])
-    model = UNetGenerator(cfg)
-    model.load_state_dict(state["generator"])
-    return model.to(device).eval(), {"step": state["step"], "task": state["config"]["degradation"]}
+    try:
+        cfg: GeneratorConfig = generator_config_from_dict(state["config"]["generator"])
+        model = UNetGenerator(cfg)
+        model.load_state_dict(state["generator"])
+        info = {"step": int(state["step"]), "task": state["config"]["degradation"]}
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"{path}: damaged checkpoint, its weights do not fit its config ({first_line(err)})")
+    return model.to(device).eval(), info
 
 
 def load_model(spec: str | Path, *, device="cpu") -> tuple[UNetGenerator, dict]:

@@ -102,6 +102,9 @@ def add_train_parser(sub) -> None:
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     run.add_argument("--save-every", type=int, default=500)
+    run.add_argument("--keep", type=int, default=3, help="newest checkpoints to keep (default 3)")
+    run.add_argument("--max-pixels", type=float, default=200e6,
+                     help="refuse images larger than this, as possible decompression bombs (default 200e6)")
     run.add_argument("--sample-every", type=int, default=250)
     run.add_argument("--log-every", type=int, default=10)
     run.add_argument("--no-progress", action="store_true")
@@ -111,7 +114,8 @@ def add_train_parser(sub) -> None:
 def train_config_from_args(args):
     from sagan_restore.config import DegradationConfig, GeneratorConfig, TrainConfig
 
-    for name in ("iters", "batch", "crop", "width", "depth", "blocks", "save_every", "sample_every", "log_every"):
+    for name in ("iters", "batch", "crop", "width", "depth", "blocks", "save_every", "keep", "sample_every",
+                 "log_every", "max_pixels"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
@@ -129,9 +133,9 @@ def train_config_from_args(args):
     )
     scale = degradation.scale
     if args.data or args.aligned:
-        from sagan_restore.data.datasets import find_paired_folders, match_pairs, pair_scale
+        from sagan_restore.data.datasets import paired_data_scale
 
-        scale = pair_scale(match_pairs(*find_paired_folders(args.data))) if args.data else 1
+        scale = paired_data_scale(args.data) if args.data else 1
     attn = _levels(args.attn_levels) if args.attn_levels is not None else None
     try:
         generator = GeneratorConfig(in_channels=args.channels, out_channels=args.channels, width=args.width,
@@ -149,18 +153,23 @@ def train_config_from_args(args):
         betas=(args.beta1, args.beta2), init_from=args.init_from,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, seed=args.seed, device=args.device, workers=args.workers,
-        save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
+        save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,
+        max_pixels=int(args.max_pixels),
     )
 
 
 def run_train(args) -> int:
-    from sagan_restore.train import load_run_config, train
+    from sagan_restore.train import TrainingStopped, load_run_config, train
 
-    if args.resume:
-        cfg = load_run_config(args.resume, iters=args.iters)
-        out = train(cfg, resume=True, progress=not args.no_progress)
-    else:
-        out = train(train_config_from_args(args), progress=not args.no_progress)
+    try:
+        if args.resume:
+            cfg = load_run_config(args.resume, iters=args.iters)
+            out = train(cfg, resume=True, progress=not args.no_progress)
+        else:
+            out = train(train_config_from_args(args), progress=not args.no_progress)
+    except TrainingStopped as stopped:
+        print(f"sagan-restore: {stopped}", file=sys.stderr)
+        return 128 + stopped.signum  # the shell's convention for "ended by this signal"
     print(f"finished: {out / 'generator.safetensors'}")
     return 0
 

@@ -76,9 +76,10 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     save_every: int = 500
+    keep: int = 3  # newest checkpoints kept; older ones are deleted after each successful save
     sample_every: int = 250
     log_every: int = 10
-    max_pixels: int = 200_000_000
+    max_pixels: int = 200_000_000  # larger images are refused as possible decompression bombs
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -7,3 +7,9 @@ class UserError(Exception):
     Bugs raise ordinary exceptions (with a traceback); this is only for what the user can act on, so the
     message must name the file or option and say what to do.
     """
+
+
+def first_line(err: BaseException) -> str:
+    """The gist of a library's exception, for the end of a UserError message."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -8,7 +8,9 @@ never dropped without the caller asking for it.
 
 from __future__ import annotations
 
+import logging
 import os
+import struct
 import tempfile
 import warnings
 import zlib
@@ -17,13 +19,19 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from sagan_restore.errors import UserError
+from sagan_restore.errors import UserError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 TIFF_SUFFIXES = (".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 200_000_000  # larger files are refused as possible decompression bombs
+# What Pillow, tifffile and pypng raise on damaged or foreign bytes. Their parsers index into header
+# fields the file itself declares, so a corrupt file can also surface as IndexError or TypeError
+# (tests/test_fuzz.py finds these).
+DECODER_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, png.Error, zlib.error,
+                  struct.error, IndexError, KeyError, TypeError)
 
 
 @dataclass
@@ -60,8 +68,9 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIma
         return _read_with_pillow(path, max_pixels)
     except UserError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
-        raise UserError(f"{path}: not a readable image ({err}); is the file complete and really an image?")
+    except DECODER_ERRORS as err:
+        raise UserError(f"{path}: not a readable image ({first_line(err)}); "
+                        "is the file complete and really an image?")
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
@@ -139,7 +148,7 @@ def _pillow_to_arrays(name: str, im: Image.Image) -> tuple[np.ndarray, np.ndarra
             raise UserError(f"{name}: 32-bit integer images are not supported; save it as 16-bit")
         return (arr / 65535.0)[..., None], None, 16
     if mode == "F":
-        arr = np.asarray(im, dtype=np.float32)
+        arr = _finite(name, np.asarray(im, dtype=np.float32))
         return np.clip(arr, 0, 1)[..., None], None, 16
     if mode in ("L", "LA", "RGB", "RGBA"):
         arr = np.asarray(im, dtype=np.float32) / 255.0
@@ -149,6 +158,13 @@ def _pillow_to_arrays(name: str, im: Image.Image) -> tuple[np.ndarray, np.ndarra
             return np.ascontiguousarray(arr[..., :-1]), np.ascontiguousarray(arr[..., -1]), 8
         return arr, None, 8
     raise UserError(f"{name}: image mode {mode} is not supported; convert it to RGB, grey or RGBA")
+
+
+def _finite(name: str | Path, arr: np.ndarray) -> np.ndarray:
+    """Float files can hold NaN or infinity, which would poison every loss and output they touch."""
+    if not np.isfinite(arr).all():
+        raise UserError(f"{name}: the image holds NaN or infinite values; replace them before using it")
+    return arr
 
 
 def _png_is_16bit_colour(path: Path) -> bool:
@@ -161,8 +177,6 @@ def _png_is_16bit_colour(path: Path) -> bool:
 
 def _read_png16_colour(path: Path, im: Image.Image) -> LoadedImage:
     """Pixels through pypng (Pillow would truncate them to 8 bits), metadata from Pillow's `im`."""
-    import png
-
     with open(path, "rb") as f:  # pypng given a file name leaves the file for the garbage collector to close
         width, height, rows, info = png.Reader(file=f).asDirect()
         planes = info["planes"]
@@ -176,11 +190,22 @@ def _read_png16_colour(path: Path, im: Image.Image) -> LoadedImage:
 
 
 def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
+    # tifffile logs each damaged tag it skips; the caller gets one UserError instead, or a good image.
+    tiff_log = logging.getLogger("tifffile")
+    saved_level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)
+    try:
+        return _decode_tiff(path, max_pixels)
+    finally:
+        tiff_log.setLevel(saved_level)
+
+
+def _decode_tiff(path: Path, max_pixels: int) -> LoadedImage:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        shape = page.shape
+        shape = tuple(int(n) for n in page.shape)  # TypeError for a damaged header, not a huge tuple product
         height, width = shape[0], shape[1]
         if page.samplesperpixel > 1 and page.planarconfig == 2:  # planar: (C, H, W)
             height, width = shape[1], shape[2]
@@ -196,7 +221,7 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
     elif arr.dtype == np.uint16:
         bit_depth, scaled = 16, arr.astype(np.float32) / 65535.0
     elif arr.dtype in (np.float32, np.float64):
-        bit_depth, scaled = 16, np.clip(arr.astype(np.float32), 0, 1)
+        bit_depth, scaled = 16, np.clip(_finite(path, arr.astype(np.float32)), 0, 1)
     else:
         raise UserError(f"{path}: TIFF sample type {arr.dtype} is not supported; use 8- or 16-bit")
     icc = bytes(icc) if icc is not None else None
@@ -318,8 +343,6 @@ def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_p
 def _write_png16_colour(path: Path, data: np.ndarray, *, icc_profile: bytes | None, exif: bytes | None,
                         dpi: tuple[float, float] | None) -> None:
     """16-bit RGB(A) and grey+alpha PNGs, which Pillow cannot write, through pypng; metadata chunks added."""
-    import png
-
     channels = data.shape[2]
     physical = {}
     if dpi:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from sagan_restore.checkpoint import atomic_write  # noqa: E402
 from sagan_restore.io import write_image  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def plot_losses(log_csv: Path, out_png: Path) -> None:
     else:
         axes[1].set_axis_off()
     fig.tight_layout()
-    fig.savefig(out_png, dpi=90)
+    atomic_write(out_png, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
 
 

@@ -8,7 +8,11 @@ would have seen, whatever the number of DataLoader workers or processes.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from sagan_restore.config import DegradationConfig, TrainConfig
 from sagan_restore.data import corpus
 from sagan_restore.data.degradations import degrade, gaussian_noise, resize
 from sagan_restore.errors import UserError
-from sagan_restore.io import list_images, read_image, to_channels
+from sagan_restore.io import DECODER_ERRORS, IMAGE_SUFFIXES, list_images, read_image, to_channels
 
 PAIRED_FOLDER_NAMES = (("lr", "hr"), ("input", "target"), ("A", "B"))
 DEAD_LEAVES_COUNT = 48  # procedural images added to the built-in corpus
@@ -64,6 +68,24 @@ class ImageSource:
             self._cache[k] = self._loaders[k]()
         return self._cache[k]
 
+    def check(self, indices: Iterable[int] | None = None, *, min_size: int) -> tuple[list[str], list[str]]:
+        """Decode the images (all, or those at `indices`) now, so that all problems are reported together
+        before training starts instead of one at a time from inside a DataLoader worker, hours in. Returns
+        what is wrong with each bad image, and the images smaller than `min_size` (to be mirror-padded)."""
+        def problem(k: int) -> str | None:
+            try:
+                self.get(k)
+            except UserError as err:
+                return str(err)
+            return None
+
+        indices = list(range(len(self)) if indices is None else indices)
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # decoders release the GIL
+            problems = [p for p in pool.map(problem, indices) if p is not None]
+        small = [f"{self.names[k]} ({self._cache[k].shape[1]}x{self._cache[k].shape[0]})" for k in indices
+                 if k in self._cache and min(self._cache[k].shape[:2]) < min_size]
+        return problems, small
+
 
 @dataclass
 class PairedSource:
@@ -86,54 +108,101 @@ def find_paired_folders(root: Path) -> tuple[Path, Path]:
     raise UserError(f"--data {root}: expected subfolders lr/ + hr/, input/ + target/ or A/ + B/")
 
 
-def match_pairs(lr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
-    """Pair files by stem; every file without a partner is reported at once."""
+def _match_by_stem(lr_dir: Path, hr_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Files paired by stem, and one line for each file without a partner."""
     lr = {p.stem: p for p in list_images(lr_dir)}
     hr = {p.stem: p for p in list_images(hr_dir)}
     problems = [f"{lr[s]} has no partner in {hr_dir}" for s in sorted(lr.keys() - hr.keys())]
     problems += [f"{hr[s]} has no partner in {lr_dir}" for s in sorted(hr.keys() - lr.keys())]
+    return [(lr[s], hr[s]) for s in sorted(lr.keys() & hr.keys())], problems
+
+
+def match_pairs(lr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair files by stem; every file without a partner is reported at once."""
+    pairs, problems = _match_by_stem(lr_dir, hr_dir)
     if problems:
         raise UserError("paired data has unmatched files:\n  " + "\n  ".join(problems))
-    if not lr:
+    if not pairs:
         raise UserError(f"{lr_dir} and {hr_dir} hold no images")
-    return [(lr[s], hr[s]) for s in sorted(lr)]
+    return pairs
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(height, width) without decoding the pixels."""
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            shape = tif.pages[0].shape
-            return shape[0], shape[1]
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the header, without decoding the pixels; None if the header is unreadable."""
     try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except OSError as err:
-        raise UserError(f"{path}: not a readable image ({err})")
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+                return int(shape[0]), int(shape[1])
+        with warnings.catch_warnings():
+            # Only the header is read, so Pillow's bomb guard has nothing to guard; read_image applies ours.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.height, im.width
+    except (*DECODER_ERRORS, Image.DecompressionBombError):
+        return None
+
+
+def _exact_scale(lr_size: tuple[int, int], hr_size: tuple[int, int]) -> int | None:
+    """The factor from input to target size if it is one the generator supports, else None."""
+    (lh, lw), (hh, hw) = lr_size, hr_size
+    if hh % lh or hw % lw or hh // lh != hw // lw or hh // lh not in (1, 2, 3, 4):
+        return None
+    return hh // lh
+
+
+def _scale_and_problems(pairs: list[tuple[Path, Path]]) -> tuple[int, list[str]]:
+    """The integer factor between targets and inputs shared by most pairs, and a line for each pair that
+    does not have it. Pairs with an unreadable header are left to the decoding check."""
+    sizes = {pair: (_image_size(pair[0]), _image_size(pair[1])) for pair in pairs}
+    sizes = {pair: both for pair, both in sizes.items() if None not in both}
+    scales = {pair: _exact_scale(*both) for pair, both in sizes.items()}
+    counts = Counter(s for s in scales.values() if s is not None)
+    scale = counts.most_common(1)[0][0] if counts else 1
+    problems = []
+    for (lr_path, hr_path), found in scales.items():
+        if found != scale:
+            (lh, lw), (hh, hw) = sizes[(lr_path, hr_path)]
+            problems.append(f"{hr_path} is {hw}x{hh}, not {scale}x the size of {lr_path} ({lw}x{lh}); "
+                            f"most pairs have scale {scale}")
+    return scale, problems
 
 
 def pair_scale(pairs: list[tuple[Path, Path]]) -> int:
     """The common integer factor between targets and inputs; every mismatch is reported at once."""
-    scales, problems = set(), []
-    for lr_path, hr_path in pairs:
-        (lh, lw), (hh, hw) = _image_size(lr_path), _image_size(hr_path)
-        if hh % lh or hw % lw or hh // lh != hw // lw:
-            problems.append(f"{hr_path} is {hw}x{hh}, not an integer multiple of {lr_path} ({lw}x{lh})")
-        else:
-            scales.add(hh // lh)
-    if len(scales) > 1:
-        problems.append(f"pairs have different scale factors: {sorted(scales)}")
+    scale, problems = _scale_and_problems(pairs)
     if problems:
         raise UserError("paired data sizes do not match:\n  " + "\n  ".join(problems))
-    return scales.pop()
+    return scale
+
+
+def paired_data_scale(root: Path) -> int:
+    """The scale most pairs under `root` have (1 if none can be read). Problems are left to
+    `build_source`, which reports them all at once."""
+    lr_dir, hr_dir = find_paired_folders(root)
+    return _scale_and_problems(_match_by_stem(lr_dir, hr_dir)[0])[0]
+
+
+def _report(problems: list[str], small: list[str], *, what: str, crop: int) -> None:
+    """One error listing every bad file; else one warning for the images that need padding."""
+    if problems:
+        raise UserError(f"{what}: {len(problems)} problem(s), nothing was trained:\n  " + "\n  ".join(problems))
+    if small:
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        warnings.warn(f"{len(small)} training image(s) smaller than the {crop}-pixel crop will be "
+                      f"mirror-padded: {', '.join(small[:5])}{more}")
 
 
 def paired_source(cfg: TrainConfig) -> PairedSource:
+    """Pairs from lr/+hr/ style folders. Missing partners, unreadable files and sizes off the common scale
+    are all listed in one error, before training starts."""
     lr_dir, hr_dir = find_paired_folders(cfg.data)
-    pairs = match_pairs(lr_dir, hr_dir)
-    scale = pair_scale(pairs)
+    pairs, problems = _match_by_stem(lr_dir, hr_dir)
+    if not pairs and not problems:
+        raise UserError(f"--data {cfg.data}: {lr_dir} and {hr_dir} hold no images")
+    scale, size_problems = _scale_and_problems(pairs)
     channels = cfg.generator.in_channels
 
     def loader(path: Path, size: int | None):
@@ -145,11 +214,16 @@ def paired_source(cfg: TrainConfig) -> PairedSource:
     hr_size = cfg.load_size
     lr_size = hr_size // scale if hr_size else None
     names = [hr.name for _, hr in pairs]
-    return PairedSource(
-        inputs=ImageSource([loader(lr, lr_size) for lr, _ in pairs], names),
+    source = PairedSource(
+        inputs=ImageSource([loader(lr, lr_size) for lr, _ in pairs], [lr.name for lr, _ in pairs]),
         targets=ImageSource([loader(hr, hr_size) for _, hr in pairs], names),
         scale=scale,
     )
+    input_problems, _ = source.inputs.check(min_size=0)
+    target_problems, small = source.targets.check(min_size=cfg.crop)  # inputs are as small, over the scale
+    _report(problems + input_problems + target_problems + size_problems, small, what=f"--data {cfg.data}",
+            crop=cfg.crop)
+    return source
 
 
 def aligned_source(cfg: TrainConfig) -> PairedSource:
@@ -158,43 +232,56 @@ def aligned_source(cfg: TrainConfig) -> PairedSource:
         raise UserError(f"--aligned {cfg.aligned}: no such folder")
     paths = list_images(cfg.aligned)
     if not paths:
-        raise UserError(f"--aligned {cfg.aligned}: no images found")
-    odd = [str(p) for p in paths if _image_size(p)[1] % 2]
-    if odd:
-        raise UserError("side-by-side images must have an even width:\n  " + "\n  ".join(odd))
+        raise UserError(f"--aligned {cfg.aligned}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     channels = cfg.generator.in_channels
 
     def half(path: Path, side: int):
         def load():
             img = _load_pixels(path, channels, cfg.max_pixels)
+            if img.shape[1] % 2:
+                raise UserError(f"{path}: width {img.shape[1]} is odd; side-by-side images need an even width")
             w = img.shape[1] // 2
             img = img[:, side * w:(side + 1) * w]
             return _resize_shorter_side(img, cfg.load_size) if cfg.load_size else img
         return load
 
     names = [p.name for p in paths]
-    return PairedSource(ImageSource([half(p, 0) for p in paths], names),
-                        ImageSource([half(p, 1) for p in paths], names), scale=1)
+    source = PairedSource(ImageSource([half(p, 0) for p in paths], names),
+                          ImageSource([half(p, 1) for p in paths], names), scale=1)
+    _report(*source.inputs.check(min_size=cfg.crop), what=f"--aligned {cfg.aligned}", crop=cfg.crop)
+    source.targets.check(min_size=0)  # the other halves of the same files: decoded, known to be good
+    return source
 
 
 def clean_source(cfg: TrainConfig) -> ImageSource:
     """Images from each --clean folder (and dead leaves if asked for), drawn with the folders' weights.
 
     Within a folder an image is drawn in proportion to its pixel count, so every region of the data is
-    equally likely to be cropped whatever the image sizes.
+    equally likely to be cropped whatever the image sizes. Every file is decoded before training starts,
+    and all bad ones are reported together.
     """
-    groups = []
+    groups, files = [], []
     for folder, weight in zip(cfg.clean, cfg.clean_weights):
         if not folder.is_dir():
             raise UserError(f"--clean {folder}: no such folder")
         paths = list_images(folder)
         if not paths:
-            raise UserError(f"--clean {folder}: no images found")
-        areas = np.array([np.prod(_image_size(p)) for p in paths], dtype=np.float64)
+            raise UserError(f"--clean {folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+        areas = np.array([_area(p) for p in paths], dtype=np.float64)
         groups.append(([_clean_loader(p, cfg) for p in paths], [p.name for p in paths], areas, weight))
+        files += paths
     if cfg.dead_leaves > 0:
         groups.append((*_dead_leaves(cfg), np.ones(DEAD_LEAVES_COUNT), cfg.dead_leaves))
-    return _weighted_source(groups)
+    source = _weighted_source(groups)
+    folders = ", ".join(str(folder) for folder in cfg.clean)
+    _report(*source.check(range(len(files)), min_size=cfg.crop), what=f"--clean {folders}", crop=cfg.crop)
+    return source
+
+
+def _area(path: Path) -> float:
+    """Pixel count from the header; 1 for a file whose header does not read (the decoding check reports it)."""
+    size = _image_size(path)
+    return float(size[0] * size[1]) if size else 1.0
 
 
 def _weighted_source(groups: list[tuple[list, list[str], np.ndarray, float]]) -> ImageSource:
@@ -324,19 +411,7 @@ class TrainingSamples(torch.utils.data.Dataset):
         return to_tensor(lr), to_tensor(hr)
 
     def _padded(self, source: ImageSource, k: int, size: int) -> np.ndarray:
-        img = source.get(k)
-        if min(img.shape[:2]) < size:
-            _warn_small(source.names[k], img.shape, size)
-        return pad_to_crop(img, size)
-
-
-_warned: set[str] = set()
-
-
-def _warn_small(name: str, shape, size: int) -> None:
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(f"{name} ({shape[1]}x{shape[0]}) is smaller than the crop {size}: mirror-padded")
+        return pad_to_crop(source.get(k), size)  # ImageSource.check warned about these
 
 
 def _degradation_scale(deg: DegradationConfig) -> int:
