@@ -47,9 +47,9 @@ def test_isolated_nonfinite_steps_are_skipped_and_counted(tmp_path, monkeypatch)
     g_changed = []
     real_train_step = train_module.train_step
 
-    def train_step(nets, *args):
+    def train_step(nets, *args, **kwargs):
         before = [p.detach().clone() for p in nets.generator.parameters()]
-        result = real_train_step(nets, *args)
+        result = real_train_step(nets, *args, **kwargs)
         g_changed.append(any(not torch.equal(a, p) for a, p in zip(before, nets.generator.parameters())))
         return result
 

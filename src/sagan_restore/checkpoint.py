@@ -183,7 +183,7 @@ def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerato
     try:
         cfg: GeneratorConfig = generator_config_from_dict(state["config"]["generator"])
         model = UNetGenerator(cfg)
-        model.load_state_dict(state["generator"])
+        model.load_state_dict(state.get("ema", state["generator"]))  # the moving average, if the run kept one
         info = {"step": int(state["step"]), "task": state["config"]["degradation"]}
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise UserError(f"{path}: damaged checkpoint, its weights do not fit its config ({first_line(err)})")

@@ -100,7 +100,19 @@ def add_train_parser(sub) -> None:
                      help="start the generator from a trained model (same architecture): fine-tuning")
     run = p.add_argument_group("run")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (per process)")
+    run.add_argument("--cache-mb", type=int, default=2048,
+                     help="decoded training images kept in memory, per process (default 2048)")
+    speed = p.add_argument_group("speed and scale (see README: Scaling up)")
+    speed.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                       help="bf16 autocast; auto = bf16 on a GPU that supports it, fp32 on CPU")
+    speed.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                       help="keep a moving average of G's weights (e.g. 0.999) for samples and the saved model")
+    speed.add_argument("--accumulate", type=int, default=1, metavar="N",
+                       help="split each step into N micro-batches (gradient accumulation; --batch stays global)")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the nets for training")
+    speed.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    speed.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     run.add_argument("--save-every", type=int, default=500)
     run.add_argument("--keep", type=int, default=3, help="newest checkpoints to keep (default 3)")
     run.add_argument("--max-pixels", type=float, default=200e6,
@@ -115,10 +127,14 @@ def train_config_from_args(args):
     from sagan_restore.config import DegradationConfig, GeneratorConfig, TrainConfig
 
     for name in ("iters", "batch", "crop", "width", "depth", "blocks", "save_every", "keep", "sample_every",
-                 "log_every", "max_pixels"):
+                 "log_every", "max_pixels", "accumulate"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    if not 0 <= args.ema < 1:
+        raise UserError(f"--ema {args.ema}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
+    if args.cache_mb < 0:
+        raise UserError(f"--cache-mb {args.cache_mb}: must be 0 or more")
     sigma_default = "25" if args.task == "denoise" else "0"
     degradation = DegradationConfig(
         task=args.task,
@@ -154,11 +170,14 @@ def train_config_from_args(args):
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,
-        max_pixels=int(args.max_pixels),
+        max_pixels=int(args.max_pixels), precision=args.precision, ema=args.ema, accumulate=args.accumulate,
+        compile=args.compile, channels_last=args.channels_last, cache_mb=args.cache_mb,
+        tensorboard=args.tensorboard,
     )
 
 
 def run_train(args) -> int:
+    from sagan_restore.distributed import is_main_process
     from sagan_restore.train import TrainingStopped, load_run_config, train
 
     try:
@@ -168,9 +187,11 @@ def run_train(args) -> int:
         else:
             out = train(train_config_from_args(args), progress=not args.no_progress)
     except TrainingStopped as stopped:
-        print(f"sagan-restore: {stopped}", file=sys.stderr)
+        if is_main_process():
+            print(f"sagan-restore: {stopped}", file=sys.stderr)
         return 128 + stopped.signum  # the shell's convention for "ended by this signal"
-    print(f"finished: {out / 'generator.safetensors'}")
+    if is_main_process():
+        print(f"finished: {out / 'generator.safetensors'}")
     return 0
 
 

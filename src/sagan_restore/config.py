@@ -62,7 +62,7 @@ class TrainConfig:
     crop: int = 96  # target-side crop size
     augment: bool = True  # random flips and 90-degree rotations
     iters: int = 5_000
-    batch: int = 8
+    batch: int = 8  # the global batch: split over torchrun processes and accumulation steps
     lr: float = 2e-4
     lr_decay_from: float = 1.0  # fraction of iters after which the lr falls linearly to 0 (1.0 = constant)
     betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
@@ -74,7 +74,14 @@ class TrainConfig:
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
+    precision: str = "auto"  # "auto" (bf16 autocast on a GPU that has it, else fp32), "fp32" or "bf16"
+    ema: float = 0.0  # > 0: decay of a moving average of G's weights, used for samples and the saved model
+    accumulate: int = 1  # micro-batches per optimiser step; `batch` is the global batch either way
+    compile: bool = False  # torch.compile the nets for the training step
+    channels_last: bool = False  # NHWC memory layout: faster convolutions on most GPUs and on oneDNN CPUs
     workers: int = 0
+    cache_mb: int = 2048  # decoded training images kept in memory, per process
+    tensorboard: bool = False  # also log to RUN_DIR/tensorboard (needs the tensorboard package)
     save_every: int = 500
     keep: int = 3  # newest checkpoints kept; older ones are deleted after each successful save
     sample_every: int = 250

@@ -3,10 +3,16 @@
 Everything a run makes lives in `cfg.out`, and every file there is replaced atomically (written beside
 itself, fsynced, renamed), so a crash never leaves a half-written one:
   config.json            the resolved TrainConfig
-  checkpoints/step_*.pt  G, D, both optimisers, step, config, RNG state, health (the newest `keep`)
-  generator.safetensors  the final generator, architecture in its metadata
-  log.csv                losses every log_every iterations, validation PSNR at sample steps
+  checkpoints/step_*.pt  G, D, EMA, both optimisers, step, config, RNG state, health (the newest `keep`)
+  generator.safetensors  the final generator (the EMA weights with --ema), architecture in its metadata
+  log.csv                losses, learning rate, throughput every log_every steps; validation PSNR
   losses.png, samples.png  refreshed every sample_every iterations
+  tensorboard/           the same numbers for TensorBoard, with --tensorboard
+
+Scaling: under torchrun each process trains on its own share of every global batch (`StepSamples`) and
+DistributedDataParallel averages the gradients, so the replicas stay identical and the run matches one
+process with the same --batch; rank 0 alone writes files (see distributed.py). Gradient accumulation,
+bf16 autocast, torch.compile, channels-last and DataLoader workers change speed and memory, not the math.
 
 What can go wrong while it runs, and what happens then:
   - SIGINT or SIGTERM: the current step finishes, a checkpoint is saved and `TrainingStopped` is raised.
@@ -19,9 +25,11 @@ What can go wrong while it runs, and what happens then:
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
+import math
 import random
 import re
 import signal
@@ -29,17 +37,19 @@ import sys
 import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sagan_restore import checkpoint
+from sagan_restore import checkpoint, distributed
 from sagan_restore.config import TrainConfig, config_to_dict, train_config_from_dict
-from sagan_restore.data.datasets import TrainingSamples, build_source, sample_indices, to_tensor, validation_pair
+from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_source, to_tensor, validation_pair
 from sagan_restore.errors import UserError
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator
@@ -47,7 +57,8 @@ from sagan_restore.models.generator import UNetGenerator
 from sagan_restore.models.losses import adversarial_loss, l1_loss
 from sagan_restore.plots import plot_losses, save_sample_grid
 
-LOG_FIELDS = ["step", "seconds", "g_total", "g_l1", "g_adv", "d_real", "d_fake", "val_psnr", "lr", "skipped"]
+LOG_FIELDS = ["step", "seconds", "g_total", "g_l1", "g_adv", "d_real", "d_fake", "val_psnr", "lr", "skipped",
+              "images_per_s", "data_wait"]
 NONFINITE_PATIENCE = 5  # skipped updates in a row before rolling back
 MAX_ROLLBACKS = 3
 ROLLBACK_LR_FACTOR = 0.5
@@ -62,6 +73,16 @@ class Nets:
     discriminator: PatchDiscriminator | None  # None when adv_weight is 0: no D cost at all
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
+    ema: UNetGenerator | None = None  # moving average of the generator's weights (--ema)
+    # What the training step calls: the nets themselves, or DDP / torch.compile wrappers sharing their
+    # parameters. Checkpoints, samples and the G step's pass through D use the plain nets.
+    train_g: torch.nn.Module | None = None
+    train_d: torch.nn.Module | None = None
+
+    @property
+    def final_generator(self) -> UNetGenerator:
+        """What samples, validation and generator.safetensors use: the EMA weights when there are some."""
+        return self.ema if self.ema is not None else self.generator
 
 
 @dataclass
@@ -82,7 +103,7 @@ class TrainingStopped(Exception):
     """SIGINT or SIGTERM stopped training after `step`; that state is saved in `saved`."""
 
     def __init__(self, signum: int, step: int, run_dir: Path, saved: Path):
-        self.signum, self.step, self.run_dir, self.saved = signum, step, run_dir, saved
+        self.signum, self.step, self.run_dir, self.saved = int(signum), step, run_dir, saved
         super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}, saved {saved}; "
                          f"resume with: sagan-restore train --resume {run_dir}")
 
@@ -133,13 +154,41 @@ def pick_device(name: str) -> torch.device:
 
 def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
     g = UNetGenerator(cfg.generator).to(device)
+    d = None
+    if cfg.adv_weight > 0:
+        d_in = cfg.generator.in_channels + cfg.generator.out_channels
+        d = PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm)
+        d = d.to(device)
+    if cfg.channels_last:
+        for net in (g, d):
+            if net is not None:
+                net.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
-    if cfg.adv_weight <= 0:
-        return Nets(g, None, opt_g, None)
-    d_in = cfg.generator.in_channels + cfg.generator.out_channels
-    d = PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm).to(device)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
-    return Nets(g, d, opt_g, opt_d)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas) if d is not None else None
+    ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema > 0 else None
+    return Nets(g, d, opt_g, opt_d, ema, train_g=g, train_d=d)
+
+
+def wrap_for_training(nets: Nets, cfg: TrainConfig, rank: distributed.Rank, device: torch.device) -> None:
+    """DistributedDataParallel under torchrun, then torch.compile if asked. D gets a DDP wrapper for its
+    own step only: G's step runs the plain D, whose parameters take no gradient there."""
+    if rank.is_distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        nets.train_g = DistributedDataParallel(nets.generator, device_ids=ids)
+        if nets.discriminator is not None:
+            nets.train_d = DistributedDataParallel(nets.discriminator, device_ids=ids)
+    if cfg.compile:
+        nets.train_g = torch.compile(nets.train_g)
+        if nets.train_d is not None:
+            nets.train_d = torch.compile(nets.train_d)
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """A factory of autocast contexts: bf16 where asked for (or, with "auto", on a GPU that has it).
+    bf16 keeps float32's exponent range, so unlike float16 it needs no loss scaling."""
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"
+                                       and torch.cuda.is_bf16_supported())
+    return partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def init_generator(nets: Nets, cfg: TrainConfig) -> None:
@@ -165,52 +214,102 @@ def set_learning_rate(nets: Nets, lr: float) -> None:
             group["lr"] = lr
 
 
-def step_if_finite(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
-    """Apply the update only if the loss and every gradient are finite; otherwise drop the gradients."""
+def step_if_finite(optimizer: torch.optim.Optimizer, losses_finite: bool, device: torch.device) -> bool:
+    """Apply the update only if the losses and every gradient are finite in every process; otherwise drop
+    the gradients. All processes decide together, so they skip the same steps and stay in step."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    finite = bool(torch.isfinite(loss)) and all(bool(torch.isfinite(g).all()) for g in grads)
-    if finite:
+    finite = losses_finite and bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    if distributed.all_agree(finite, device):
         optimizer.step()
-    else:
-        optimizer.zero_grad(set_to_none=True)
-    return finite
+        return True
+    optimizer.zero_grad(set_to_none=True)
+    return False
 
 
-def d_step(nets: Nets, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor) -> tuple[dict, bool]:
-    """D learns to call (input, target) real and (input, G(input)) fake. False if the update was skipped."""
-    d = nets.discriminator
-    d.requires_grad_(True)
-    loss_real = adversarial_loss(d(inputs, target), real=True)
-    loss_fake = adversarial_loss(d(inputs, fake.detach()), real=False)
-    loss = 0.5 * (loss_real + loss_fake)
+def synchronising(module: torch.nn.Module, *, last: bool):
+    """DDP averages gradients over processes at every backward; with accumulation only the last
+    micro-batch's backward needs it."""
+    return nullcontext() if last or not hasattr(module, "no_sync") else module.no_sync()
+
+
+def d_step(nets: Nets, micro_batches, fakes, *, amp, device) -> tuple[dict, bool]:
+    """D learns to call (input, target) real and (input, G(input)) fake. Real and fake go through D as one
+    batch (instance norm keeps samples independent). False if the update was skipped."""
+    nets.discriminator.requires_grad_(True)
     nets.opt_d.zero_grad(set_to_none=True)
-    loss.backward()
-    applied = step_if_finite(nets.opt_d, loss)
-    return {"d_real": loss_real.item(), "d_fake": loss_fake.item()}, applied
+    n = len(micro_batches)
+    totals = {"d_real": 0.0, "d_fake": 0.0}
+    for i, ((inputs, target), fake) in enumerate(zip(micro_batches, fakes)):
+        with synchronising(nets.train_d, last=i == n - 1):
+            with amp():
+                logits = nets.train_d(torch.cat([inputs, inputs]), torch.cat([target, fake.detach()]))
+            real_logits, fake_logits = logits.float().chunk(2)
+            loss_real = adversarial_loss(real_logits, real=True)
+            loss_fake = adversarial_loss(fake_logits, real=False)
+            (0.5 * (loss_real + loss_fake) / n).backward()
+        totals["d_real"] += loss_real.item() / n
+        totals["d_fake"] += loss_fake.item() / n
+    finite = all(math.isfinite(v) for v in totals.values())
+    return totals, step_if_finite(nets.opt_d, finite, device)
 
 
-def g_step(nets: Nets, cfg: TrainConfig, inputs, fake, target) -> tuple[dict, bool]:
-    """G learns to fool D while staying close to the target in L1. False if the update was skipped."""
-    loss_l1 = l1_loss(fake, target)
-    loss = cfg.l1_weight * loss_l1
-    losses = {"g_l1": loss_l1.item()}
-    if nets.discriminator is not None:
-        nets.discriminator.requires_grad_(False)  # G's step must not accumulate gradients in D
-        loss_adv = adversarial_loss(nets.discriminator(inputs, fake), real=True)
-        loss = loss + cfg.adv_weight * loss_adv
-        losses["g_adv"] = loss_adv.item()
+def g_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -> tuple[dict, bool]:
+    """G learns to fool D while staying close to the target in L1. A fake of None is computed here, with
+    gradients. False if the update was skipped."""
+    d = nets.discriminator
+    if d is not None:
+        d.requires_grad_(False)  # G's step must not accumulate gradients in D
     nets.opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    applied = step_if_finite(nets.opt_g, loss)
-    losses["g_total"] = loss.item()
-    return losses, applied
+    n = len(micro_batches)
+    totals = dict.fromkeys(["g_l1", "g_adv", "g_total"] if d is not None else ["g_l1", "g_total"], 0.0)
+    for i, ((inputs, target), fake) in enumerate(zip(micro_batches, fakes)):
+        with synchronising(nets.train_g, last=i == n - 1):
+            if fake is None:
+                with amp():
+                    fake = nets.train_g(inputs)
+            fake = fake.float()
+            loss_l1 = l1_loss(fake, target)
+            loss = cfg.l1_weight * loss_l1
+            if d is not None:
+                with amp():
+                    logits = d(inputs, fake)
+                loss_adv = adversarial_loss(logits.float(), real=True)
+                loss = loss + cfg.adv_weight * loss_adv
+                totals["g_adv"] += loss_adv.item() / n
+            (loss / n).backward()
+        totals["g_l1"] += loss_l1.item() / n
+        totals["g_total"] += loss.item() / n
+    finite = all(math.isfinite(v) for v in totals.values())
+    return totals, step_if_finite(nets.opt_g, finite, device)
 
 
-def train_step(nets: Nets, cfg: TrainConfig, inputs, target) -> tuple[dict[str, float], bool]:
-    """One pix2pix iteration; False if an update was skipped for a non-finite loss or gradient."""
-    fake = nets.generator(inputs)
-    losses, d_ok = d_step(nets, inputs, fake, target) if nets.discriminator is not None else ({}, True)
-    g_losses, g_ok = g_step(nets, cfg, inputs, fake, target)
+@torch.no_grad()
+def update_ema(nets: Nets, cfg: TrainConfig, step: int) -> None:
+    decay = min(cfg.ema, (1 + step) / (10 + step))  # warm-up: early on, an average would mostly hold the init
+    for avg, p in zip(nets.ema.parameters(), nets.generator.parameters()):
+        avg.lerp_(p, 1 - decay)
+
+
+def train_step(nets: Nets, cfg: TrainConfig, micro_batches, *, step: int, amp, device) -> tuple[dict, bool]:
+    """One optimiser step of D, then of G, over the step's micro-batches (several with --accumulate).
+    False if an update was skipped for a non-finite loss or gradient.
+
+    With one micro-batch, G's forward serves both updates: D learns from G(x), then G from the updated D,
+    as in pix2pix. With several, D's pass runs G without gradients and G's pass runs it again, so only one
+    micro-batch's activations are held at a time.
+    """
+    fakes: list = [None] * len(micro_batches)
+    losses, d_ok = {}, True
+    if nets.discriminator is not None:
+        keep = len(micro_batches) == 1
+        with torch.set_grad_enabled(keep), amp():
+            made = [nets.train_g(inputs) for inputs, _ in micro_batches]
+        losses, d_ok = d_step(nets, micro_batches, made, amp=amp, device=device)
+        if keep:
+            fakes = made
+    g_losses, g_ok = g_step(nets, cfg, micro_batches, fakes, amp=amp, device=device)
+    if g_ok and nets.ema is not None:
+        update_ema(nets, cfg, step)
     return losses | g_losses, d_ok and g_ok
 
 
@@ -244,7 +343,8 @@ def load_run_config(run_dir: Path, *, iters: int | None = None) -> TrainConfig:
         raise UserError(f"{path}: not a readable run configuration ({err})")
     if iters is not None:
         cfg = train_config_from_dict({**config_to_dict(cfg), "iters": iters})
-        write_config(cfg)
+        if distributed.is_main_process():
+            write_config(cfg)
     return cfg
 
 
@@ -269,6 +369,8 @@ def state_of(nets: Nets, cfg: TrainConfig, *, step: int, health: Health, seconds
     if nets.discriminator is not None:
         state["discriminator"] = nets.discriminator.state_dict()
         state["opt_d"] = nets.opt_d.state_dict()
+    if nets.ema is not None:
+        state["ema"] = nets.ema.state_dict()
     return state
 
 
@@ -285,6 +387,8 @@ def load_state(nets: Nets, state: dict) -> None:
     if nets.discriminator is not None:
         nets.discriminator.load_state_dict(state["discriminator"])
         nets.opt_d.load_state_dict(state["opt_d"])
+    if nets.ema is not None:
+        nets.ema.load_state_dict(state["ema"])
 
 
 def initial_state(cfg: TrainConfig, device: torch.device) -> dict:
@@ -336,11 +440,13 @@ def roll_back(cfg: TrainConfig, nets: Nets, health: Health, *, step: int, device
     return back_to
 
 
-class LossLog:
-    """log.csv, one row per logged step."""
+class RunLog:
+    """log.csv, one row per logged step, and the same numbers in TensorBoard with --tensorboard."""
 
-    def __init__(self, path: Path, *, start_step: int):
-        self.path = path
+    def __init__(self, cfg: TrainConfig, *, start_step: int):
+        self.path = cfg.out / "log.csv"
+        self.tensorboard_dir = cfg.out / "tensorboard" if cfg.tensorboard else None
+        self.writer = None
         self.truncate(start_step)
 
     def truncate(self, last_step: int) -> None:
@@ -355,6 +461,9 @@ class LossLog:
         writer.writeheader()
         writer.writerows(rows)
         checkpoint.atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+        if self.tensorboard_dir is not None:
+            self.close()
+            self.writer = _summary_writer(self.tensorboard_dir, purge_step=last_step + 1)
 
     def append(self, row: dict) -> None:
         try:
@@ -362,6 +471,23 @@ class LossLog:
                 csv.DictWriter(f, LOG_FIELDS).writerow({k: _fmt(row.get(k)) for k in LOG_FIELDS})
         except OSError as err:
             raise UserError(f"{self.path}: could not append to the log ({err.strerror or err})")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(key, value, row["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _summary_writer(folder: Path, *, purge_step: int):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: pip install 'sagan-restore[tensorboard]'")
+    return SummaryWriter(str(folder), purge_step=purge_step)  # drops events of steps that will be replayed
 
 
 def _complete_row(row: dict) -> bool:
@@ -376,6 +502,28 @@ def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+class Throughput:
+    """Images per second, and the share of the time spent waiting for the DataLoader, per log interval."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.began, self.waited, self.images = time.perf_counter(), 0.0, 0
+
+    @contextmanager
+    def waiting(self):
+        began = time.perf_counter()
+        yield
+        self.waited += time.perf_counter() - began
+
+    def read(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.began, 1e-9)
+        numbers = {"images_per_s": self.images / elapsed, "data_wait": self.waited / elapsed}
+        self.reset()
+        return numbers
+
+
 @torch.no_grad()
 def write_samples(cfg: TrainConfig, g: UNetGenerator, batch, val, device) -> float | None:
     """Refresh samples.png (validation photo, then batch crops) and return the validation PSNR."""
@@ -388,7 +536,7 @@ def write_samples(cfg: TrainConfig, g: UNetGenerator, batch, val, device) -> flo
         val_psnr = psnr(out, clean)
         rows.append((noisy, out, clean))
     inputs, targets = batch
-    outs = g(inputs[:3].to(device)).cpu()
+    outs = g(inputs[:3].to(device)).float().cpu()
     for inp, out, tgt in zip(inputs[:3].cpu(), outs, targets[:3].cpu()):
         rows.append(tuple(t.numpy().transpose(1, 2, 0) for t in (inp, out, tgt)))
     save_sample_grid(rows, cfg.out / "samples.png")
@@ -401,11 +549,20 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_loader(samples: TrainingSamples, cfg: TrainConfig, start_step: int) -> torch.utils.data.DataLoader:
+def make_loader(samples: TrainingSamples, cfg: TrainConfig, start_step: int, *, rank: distributed.Rank,
+                micro_batch: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """This process's share of every step from `start_step` on, in micro-batches."""
     return torch.utils.data.DataLoader(
-        samples, batch_size=cfg.batch, sampler=sample_indices(start_step, cfg.iters, cfg.batch),
-        num_workers=cfg.workers, persistent_workers=cfg.workers > 0, worker_init_fn=_ignore_sigint,
+        samples, batch_size=micro_batch,
+        sampler=StepSamples(start_step, cfg.iters, cfg.batch, rank=rank.rank, world_size=rank.world_size),
+        num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda",
+        worker_init_fn=_ignore_sigint,
     )
+
+
+def to_device(batch, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    return tuple(t.to(device, non_blocking=True).contiguous(memory_format=layout) for t in batch)
 
 
 @contextmanager
@@ -419,65 +576,108 @@ def resume_hint(cfg: TrainConfig, step: int):
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    device = pick_device(cfg.device)
-    source = build_source(cfg)  # reads and checks every image: bad data fails here, before any file is written
-    samples = TrainingSamples(source, cfg)
-    if resume:
-        remove_partial_writes(cfg.out)
-    else:
-        prepare_run(cfg)
-    seed_everything(cfg.seed)
-    nets = build_nets(cfg, device)
-    if cfg.init_from is not None and not resume:
-        init_generator(nets, cfg)
-    health = Health()
-    start, seconds_before = resume_state(cfg, nets, health, device) if resume else (0, 0.0)
-    if start >= cfg.iters:
-        raise UserError(f"{cfg.out} is already at step {start} of {cfg.iters}; pass --iters N to train longer")
-    log = LossLog(cfg.out / "log.csv", start_step=start)
-    val = validation_pair(cfg)
-    began = time.perf_counter()
+    with distributed.session(pick_device(cfg.device)) as (rank, device):
+        micro_batch = distributed.check_batch(cfg.batch, cfg.accumulate, rank)
+        source = build_source(cfg)  # reads and checks every image: bad data fails here, before any file is written
+        samples = TrainingSamples(source, cfg)
+        if rank.is_main:
+            remove_partial_writes(cfg.out) if resume else prepare_run(cfg)
+        distributed.barrier()
+        seed_everything(cfg.seed)  # the same initial weights in every process
+        nets = build_nets(cfg, device)
+        if cfg.init_from is not None and not resume:
+            init_generator(nets, cfg)
+        health = Health()
+        start, seconds_before = resume_state(cfg, nets, health, device) if resume else (0, 0.0)
+        distributed.check_same_everywhere(torch.tensor([start]), what="the step to resume from")
+        if start >= cfg.iters:
+            raise UserError(f"{cfg.out} is already at step {start} of {cfg.iters}; pass --iters N to train longer")
+        wrap_for_training(nets, cfg, rank, device)
+        seed_everything(cfg.seed + rank.rank)
+        amp = autocast_for(cfg, device)
+        log = RunLog(cfg, start_step=start) if rank.is_main else None
+        val = validation_pair(cfg) if rank.is_main else None
+        began = time.perf_counter()
+        meter = Throughput()
 
-    def seconds() -> float:  # training time across resumes
-        return seconds_before + time.perf_counter() - began
+        def seconds() -> float:  # training time across resumes
+            return seconds_before + time.perf_counter() - began
 
-    nets.generator.train()
-    step = start
-    batches = iter(make_loader(samples, cfg, start))
-    with StopSignals() as stop, tqdm(total=cfg.iters, initial=start, disable=not progress, unit="it",
-                                     dynamic_ncols=True) as bar:
-        while step < cfg.iters:
-            inputs, target = (t.to(device) for t in next(batches))
-            step += 1
-            lr = learning_rate(cfg, step) * health.lr_scale
-            set_learning_rate(nets, lr)
-            losses, finite = train_step(nets, cfg, inputs, target)
-            health.record(finite)
-            if health.streak >= NONFINITE_PATIENCE:
-                step = roll_back(cfg, nets, health, step=step, device=device)
-                log.truncate(step)
-                batches = iter(make_loader(samples, cfg, step))
-                bar.n = step
-                bar.refresh()
-                continue
-            stopping = stop.received  # read once: a signal may arrive while this step writes
+        def loader_from(step: int):
+            return iter(make_loader(samples, cfg, step, rank=rank, micro_batch=micro_batch, device=device))
+
+        nets.generator.train()
+        step = start
+        batches = loader_from(start)
+        with StopSignals() as stop, tqdm(total=cfg.iters, initial=start, disable=not (progress and rank.is_main),
+                                         unit="it", dynamic_ncols=True) as bar:
+            while step < cfg.iters:
+                with meter.waiting():
+                    micro_batches = [to_device(next(batches), cfg, device) for _ in range(cfg.accumulate)]
+                step += 1
+                set_learning_rate(nets, learning_rate(cfg, step) * health.lr_scale)
+                losses, finite = train_step(nets, cfg, micro_batches, step=step, amp=amp, device=device)
+                meter.images += cfg.batch
+                health.record(finite)
+                if health.streak >= NONFINITE_PATIENCE:
+                    step = roll_back(cfg, nets, health, step=step, device=device)
+                    if log is not None:
+                        log.truncate(step)
+                    batches = loader_from(step)
+                    bar.n = step
+                    bar.refresh()
+                    continue
+                stopping = distributed.any_process(stop.received is not None, device)  # all stop at one step
+                with resume_hint(cfg, step):
+                    maybe_log(cfg, nets, log, step=step, losses=losses, health=health, meter=meter,
+                              seconds=seconds(), batch=micro_batches[0], val=val, device=device, bar=bar)
+                    maybe_save(cfg, nets, step=step, health=health, seconds=seconds(), rank=rank, now=stopping)
+                if stopping and step < cfg.iters:
+                    saved = checkpoint.checkpoint_path(cfg.out, step)
+                    raise TrainingStopped(stop.received or signal.SIGTERM, step, cfg.out, saved)
+                bar.update(1)
+        if log is not None:
+            log.close()
+        if health.skipped:
+            warnings.warn(f"{health.skipped} step(s) were skipped for non-finite losses or gradients, "
+                          f"{health.rollbacks} rollback(s); see the 'skipped' and 'lr' columns of log.csv")
+        if rank.is_main:
+            info = {"task": config_to_dict(cfg.degradation), "steps": cfg.iters, "ema": cfg.ema}
             with resume_hint(cfg, step):
-                if step % cfg.sample_every == 0 or step == cfg.iters:
-                    losses["val_psnr"] = write_samples(cfg, nets.generator, (inputs, target), val, device)
-                if step % cfg.log_every == 0 or "val_psnr" in losses:
-                    log.append({"step": step, "seconds": seconds(), **losses, "lr": lr, "skipped": health.skipped})
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if v is not None}, refresh=False)
-                if "val_psnr" in losses:
-                    plot_losses(cfg.out / "log.csv", cfg.out / "losses.png")
-                if step % cfg.save_every == 0 or step == cfg.iters or stopping:
-                    saved = save_state(cfg, nets, step=step, health=health, seconds=seconds())
-            if stopping and step < cfg.iters:
-                raise TrainingStopped(stopping, step, cfg.out, saved)
-            bar.update(1)
-    if health.skipped:
-        warnings.warn(f"{health.skipped} step(s) were skipped for non-finite losses or gradients, "
-                      f"{health.rollbacks} rollback(s); see the 'skipped' and 'lr' columns of log.csv")
-    info = {"task": config_to_dict(cfg.degradation), "steps": cfg.iters}
-    with resume_hint(cfg, step):
-        checkpoint.save_generator(cfg.out / "generator.safetensors", nets.generator, info=info)
-    return cfg.out
+                checkpoint.save_generator(cfg.out / "generator.safetensors", nets.final_generator, info=info)
+        return cfg.out
+
+
+def maybe_log(cfg: TrainConfig, nets: Nets, log: RunLog | None, *, step: int, losses: dict, health: Health,
+              meter: Throughput, seconds: float, batch, val, device, bar) -> None:
+    """At log steps: a row of losses (averaged over processes), speed and learning rate; at sample steps
+    also samples.png, the validation PSNR and losses.png. Every process calls this (for the average);
+    only rank 0, which has the log, writes."""
+    sample_now = step % cfg.sample_every == 0 or step == cfg.iters
+    if step % cfg.log_every and not sample_now:
+        return
+    losses = distributed.mean_over_processes(losses, device)
+    if log is None:
+        return
+    if sample_now:
+        losses["val_psnr"] = write_samples(cfg, nets.final_generator, batch, val, device)
+    speed = meter.read()
+    lr = learning_rate(cfg, step) * health.lr_scale
+    log.append({"step": step, "seconds": seconds, **losses, "lr": lr, "skipped": health.skipped, **speed})
+    shown = {k: v for k, v in losses.items() if v is not None} | {"img/s": speed["images_per_s"]}
+    bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+    if sample_now:
+        plot_losses(cfg.out / "log.csv", cfg.out / "losses.png")
+
+
+def maybe_save(cfg: TrainConfig, nets: Nets, *, step: int, health: Health, seconds: float, rank: distributed.Rank,
+               now: bool) -> None:
+    """A checkpoint every save_every steps, at the end, and `now`. Rank 0 writes it; every process checks
+    that all hold the same weights, then waits for the write to finish."""
+    if not (step % cfg.save_every == 0 or step == cfg.iters or now):
+        return
+    if rank.is_main:
+        save_state(cfg, nets, step=step, health=health, seconds=seconds)
+    weights = distributed.fingerprint(nets.generator, nets.discriminator, nets.ema)
+    distributed.check_same_everywhere(weights, what=f"the weights at step {step}")
+    distributed.barrier()  # nobody reads checkpoints (a rollback) while rank 0 is still writing them

@@ -9,6 +9,7 @@ would have seen, whatever the number of DataLoader workers or processes.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterable
@@ -44,16 +45,23 @@ def _resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
 
 
 class ImageSource:
-    """A list of training images, decoded on first use and then kept in memory as float32 arrays.
+    """A list of training images, decoded on first use and kept in memory as float32 arrays while they fit
+    in `cache_bytes` (the first ones decoded stay; later ones are decoded again at each use).
 
+    The up-front `check` decodes in the main process, before DataLoader workers start, so with a dataset
+    that fits, the workers inherit every decoded image instead of decoding their own copies.
     `weights`, if given, are the probabilities of drawing each image (they sum to 1); else uniform.
     """
 
-    def __init__(self, loaders: list, names: list[str], weights: np.ndarray | None = None):
+    def __init__(self, loaders: list, names: list[str], weights: np.ndarray | None = None, *,
+                 cache_bytes: int | None = None):
         self._loaders = loaders
         self.names = names
         self.weights = weights
+        self.cache_bytes = cache_bytes  # None: no limit
         self._cache: dict[int, np.ndarray] = {}
+        self._cached_bytes = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._loaders)
@@ -64,27 +72,29 @@ class ImageSource:
         return int(rng.choice(len(self), p=self.weights))
 
     def get(self, k: int) -> np.ndarray:
-        if k not in self._cache:
-            self._cache[k] = self._loaders[k]()
-        return self._cache[k]
+        img = self._cache.get(k)
+        if img is None:
+            img = self._loaders[k]()
+            with self._lock:
+                if self.cache_bytes is None or self._cached_bytes + img.nbytes <= self.cache_bytes:
+                    self._cache[k] = img
+                    self._cached_bytes += img.nbytes
+        return img
 
     def check(self, indices: Iterable[int] | None = None, *, min_size: int) -> tuple[list[str], list[str]]:
         """Decode the images (all, or those at `indices`) now, so that all problems are reported together
         before training starts instead of one at a time from inside a DataLoader worker, hours in. Returns
         what is wrong with each bad image, and the images smaller than `min_size` (to be mirror-padded)."""
-        def problem(k: int) -> str | None:
+        def look(k: int) -> tuple[str | None, str | None]:
             try:
-                self.get(k)
+                h, w = self.get(k).shape[:2]
             except UserError as err:
-                return str(err)
-            return None
+                return str(err), None
+            return None, f"{self.names[k]} ({w}x{h})" if min(h, w) < min_size else None
 
-        indices = list(range(len(self)) if indices is None else indices)
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # decoders release the GIL
-            problems = [p for p in pool.map(problem, indices) if p is not None]
-        small = [f"{self.names[k]} ({self._cache[k].shape[1]}x{self._cache[k].shape[0]})" for k in indices
-                 if k in self._cache and min(self._cache[k].shape[:2]) < min_size]
-        return problems, small
+            found = list(pool.map(look, range(len(self)) if indices is None else indices))
+        return [p for p, _ in found if p], [s for _, s in found if s]
 
 
 @dataclass
@@ -215,8 +225,10 @@ def paired_source(cfg: TrainConfig) -> PairedSource:
     lr_size = hr_size // scale if hr_size else None
     names = [hr.name for _, hr in pairs]
     source = PairedSource(
-        inputs=ImageSource([loader(lr, lr_size) for lr, _ in pairs], [lr.name for lr, _ in pairs]),
-        targets=ImageSource([loader(hr, hr_size) for _, hr in pairs], names),
+        inputs=ImageSource([loader(lr, lr_size) for lr, _ in pairs], [lr.name for lr, _ in pairs],
+                           cache_bytes=_cache_bytes(cfg) // (scale * scale + 1)),
+        targets=ImageSource([loader(hr, hr_size) for _, hr in pairs], names,
+                            cache_bytes=_cache_bytes(cfg) * scale * scale // (scale * scale + 1)),
         scale=scale,
     )
     input_problems, _ = source.inputs.check(min_size=0)
@@ -246,8 +258,9 @@ def aligned_source(cfg: TrainConfig) -> PairedSource:
         return load
 
     names = [p.name for p in paths]
-    source = PairedSource(ImageSource([half(p, 0) for p in paths], names),
-                          ImageSource([half(p, 1) for p in paths], names), scale=1)
+    halves = [ImageSource([half(p, side) for p in paths], names, cache_bytes=_cache_bytes(cfg) // 2)
+              for side in (0, 1)]
+    source = PairedSource(*halves, scale=1)
     _report(*source.inputs.check(min_size=cfg.crop), what=f"--aligned {cfg.aligned}", crop=cfg.crop)
     source.targets.check(min_size=0)  # the other halves of the same files: decoded, known to be good
     return source
@@ -272,7 +285,7 @@ def clean_source(cfg: TrainConfig) -> ImageSource:
         files += paths
     if cfg.dead_leaves > 0:
         groups.append((*_dead_leaves(cfg), np.ones(DEAD_LEAVES_COUNT), cfg.dead_leaves))
-    source = _weighted_source(groups)
+    source = _weighted_source(groups, cfg)
     folders = ", ".join(str(folder) for folder in cfg.clean)
     _report(*source.check(range(len(files)), min_size=cfg.crop), what=f"--clean {folders}", crop=cfg.crop)
     return source
@@ -284,14 +297,18 @@ def _area(path: Path) -> float:
     return float(size[0] * size[1]) if size else 1.0
 
 
-def _weighted_source(groups: list[tuple[list, list[str], np.ndarray, float]]) -> ImageSource:
+def _weighted_source(groups: list[tuple[list, list[str], np.ndarray, float]], cfg: TrainConfig) -> ImageSource:
     total = sum(weight for *_, weight in groups)
     loaders, names, probabilities = [], [], []
     for group_loaders, group_names, sizes, weight in groups:
         loaders += group_loaders
         names += group_names
         probabilities.append(sizes / sizes.sum() * weight / total)
-    return ImageSource(loaders, names, np.concatenate(probabilities))
+    return ImageSource(loaders, names, np.concatenate(probabilities), cache_bytes=_cache_bytes(cfg))
+
+
+def _cache_bytes(cfg: TrainConfig) -> int:
+    return cfg.cache_mb * 2**20
 
 
 def _clean_loader(path: Path, cfg: TrainConfig):
@@ -317,7 +334,7 @@ def builtin_source(cfg: TrainConfig) -> ImageSource:
     areas = np.array([np.prod(_image_size(p)) for p in paths], dtype=np.float64)
     photos = ([_clean_loader(p, cfg) for p in paths], [p.name for p in paths], areas, 1 - BUILTIN_DEAD_LEAVES_SHARE)
     leaves = (*_dead_leaves(cfg), np.ones(DEAD_LEAVES_COUNT), BUILTIN_DEAD_LEAVES_SHARE)
-    return _weighted_source([photos, leaves])
+    return _weighted_source([photos, leaves], cfg)
 
 
 def validation_pair(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
@@ -386,7 +403,7 @@ class TrainingSamples(torch.utils.data.Dataset):
             raise UserError(f"--crop {self.crop} must be a multiple of the scale {self.scale}")
 
     def __len__(self) -> int:
-        return 2**62  # indexed by the global sample number, see `sample_indices`
+        return 2**62  # indexed by the global sample number, see `StepSamples`
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.cfg.seed, index])
@@ -432,8 +449,23 @@ def build_source(cfg: TrainConfig) -> PairedSource | ImageSource:
     return builtin_source(cfg)
 
 
-def sample_indices(start_step: int, iters: int, batch: int) -> range:
-    """Global sample numbers from `start_step` on: batch b holds samples b*batch ... b*batch + batch - 1."""
-    return range(start_step * batch, iters * batch)
+class StepSamples(torch.utils.data.Sampler):
+    """The global sample numbers this process trains on, steps `start_step` + 1 ... `iters`.
 
+    Step s (counted from 0) holds samples s*batch ... s*batch + batch - 1 whatever the number of processes;
+    with world_size processes, rank r takes the r-th of world_size contiguous shares of each step. So a
+    run resumed with another number of processes, or compared with a single process, sees the same data.
+    """
 
+    def __init__(self, start_step: int, iters: int, batch: int, *, rank: int = 0, world_size: int = 1):
+        self.start_step, self.iters, self.batch = start_step, iters, batch
+        self.share = batch // world_size
+        self.offset = rank * self.share
+
+    def __iter__(self):
+        for step in range(self.start_step, self.iters):
+            first = step * self.batch + self.offset
+            yield from range(first, first + self.share)
+
+    def __len__(self) -> int:
+        return (self.iters - self.start_step) * self.share
