@@ -481,6 +481,12 @@ class RunLog:
             self.writer.close()
             self.writer = None
 
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def _summary_writer(folder: Path, *, purge_step: int):
     try:
@@ -580,8 +586,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         micro_batch = distributed.check_batch(cfg.batch, cfg.accumulate, rank)
         source = build_source(cfg)  # reads and checks every image: bad data fails here, before any file is written
         samples = TrainingSamples(source, cfg)
-        if rank.is_main:
-            remove_partial_writes(cfg.out) if resume else prepare_run(cfg)
+        if rank.is_main and resume:
+            remove_partial_writes(cfg.out)
+        elif rank.is_main:
+            prepare_run(cfg)
         distributed.barrier()
         seed_everything(cfg.seed)  # the same initial weights in every process
         nets = build_nets(cfg, device)
@@ -609,8 +617,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         nets.generator.train()
         step = start
         batches = loader_from(start)
-        with StopSignals() as stop, tqdm(total=cfg.iters, initial=start, disable=not (progress and rank.is_main),
-                                         unit="it", dynamic_ncols=True) as bar:
+        show_progress = progress and rank.is_main
+        with StopSignals() as stop, log or nullcontext(), tqdm(total=cfg.iters, initial=start, unit="it",
+                                                               disable=not show_progress, dynamic_ncols=True) as bar:
             while step < cfg.iters:
                 with meter.waiting():
                     micro_batches = [to_device(next(batches), cfg, device) for _ in range(cfg.accumulate)]
@@ -636,8 +645,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                     saved = checkpoint.checkpoint_path(cfg.out, step)
                     raise TrainingStopped(stop.received or signal.SIGTERM, step, cfg.out, saved)
                 bar.update(1)
-        if log is not None:
-            log.close()
         if health.skipped:
             warnings.warn(f"{health.skipped} step(s) were skipped for non-finite losses or gradients, "
                           f"{health.rollbacks} rollback(s); see the 'skipped' and 'lr' columns of log.csv")
