@@ -114,8 +114,9 @@ class StopSignals:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, *, announce: bool = True):
         self.received: int | None = None
+        self.announce = announce  # under torchrun every process gets the signal; one of them says so
         self._previous: dict = {}
 
     def __enter__(self) -> StopSignals:
@@ -134,8 +135,9 @@ class StopSignals:
             signal.raise_signal(signum)  # the handler from before: KeyboardInterrupt, or the default exit
             return
         self.received = signum
-        print(f"\nsagan-restore: {signal.Signals(signum).name}: saving a checkpoint after this step "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        if self.announce:
+            print(f"\nsagan-restore: {signal.Signals(signum).name}: saving a checkpoint after this step "
+                  "(send it again to stop at once)", file=sys.stderr, flush=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -618,7 +620,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         step = start
         batches = loader_from(start)
         show_progress = progress and rank.is_main
-        with StopSignals() as stop, log or nullcontext(), tqdm(total=cfg.iters, initial=start, unit="it",
+        with StopSignals(announce=rank.is_main) as stop, log or nullcontext(), tqdm(total=cfg.iters, initial=start, unit="it",
                                                                disable=not show_progress, dynamic_ncols=True) as bar:
             while step < cfg.iters:
                 with meter.waiting():
