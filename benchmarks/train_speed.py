@@ -8,8 +8,9 @@ utilisation. Rewrites the `train-speed` section of docs/BENCHMARKS.md.
     python benchmarks/train_speed.py --device cuda --variants default,bf16,bf16+compile,bf16+channels-last
 
 Each variant is `sagan-restore train` run in a child process on the same data (the photos of the built-in
-corpus as a --clean folder, decoded before training starts), with a log row per step; the numbers are
-medians over the steps after the warm-up.
+corpus as a --clean folder, decoded before training starts), with a log row per step. A run's numbers are
+medians over the steps after the warm-up; the variants run in interleaved rounds, and the table gives the
+median over rounds with the lowest and highest round beside it.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--variants", default="default,workers2,bf16,channels-last", help=", ".join(VARIANTS))
-    p.add_argument("--iters", type=int, default=40, help="training steps per variant")
+    p.add_argument("--iters", type=int, default=40, help="training steps per variant and round")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="run all variants this many times, interleaved, so that a change in the machine's "
+                        "load shows as spread instead of as a difference between variants")
     p.add_argument("--warmup", type=int, default=10, help="first steps left out of the medians")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads per run")
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/BENCHMARKS.md")
@@ -120,6 +124,7 @@ def run_child(job: dict) -> None:
 
 def run_variant(name: str, args, data: Path, work: Path) -> dict:
     out = work / name
+    work.mkdir(parents=True, exist_ok=True)
     job = {"device": args.device, "data": str(data), "out": str(out), "iters": args.iters,
            "flags": VARIANTS[name], "threads": args.threads}
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True)
@@ -133,6 +138,14 @@ def run_variant(name: str, args, data: Path, work: Path) -> dict:
     result |= {"images_per_s": images, "it_per_s": images / TrainConfig(out=out).batch,
                "data_wait": statistics.median(float(r["data_wait"]) for r in rows), "steps": len(rows)}
     return result
+
+
+def combine(runs: list[dict]) -> dict:
+    """The median over rounds of each number, and the range of images per second."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and all(r.get(k) is not None for r in runs)]
+    combined = {k: statistics.median(r[k] for r in runs) for k in keys}
+    combined["images_range"] = (min(r["images_per_s"] for r in runs), max(r["images_per_s"] for r in runs))
+    return combined
 
 
 # --- report -------------------------------------------------------------------------------------------
@@ -162,18 +175,21 @@ def report(args, results: dict, capacity: dict, *, commit: str, load_before: flo
         "",
         f"Default configuration: generator width {g.width}, depth {g.depth}, attention at level(s) "
         f"{list(g.attn_levels)}; PatchGAN width {cfg.d_width}, {cfg.d_layers} layers; crop {cfg.crop}, "
-        f"batch {cfg.batch}, denoising at sigma {cfg.degradation.sigma[0]:g}; data: the {len(corpus.builtin_photo_paths())} "
-        f"photos of the built-in corpus as `--clean`. Medians over steps {args.warmup + 1}-{args.iters}.",
+        f"batch {cfg.batch}, denoising at sigma {cfg.degradation.sigma[0]:g}; data: the "
+        f"{len(corpus.builtin_photo_paths())} photos of the built-in corpus as `--clean`. Per run, medians over "
+        f"steps {args.warmup + 1}-{args.iters}; {args.rounds} interleaved round(s) of all variants, median "
+        "over rounds (the spread column is the slowest and fastest round).",
         "",
-        "| variant | flags | it/s | images/s | waiting for data | " +
+        "| variant | flags | it/s | images/s | images/s, rounds | waiting for data | " +
         ("GPU peak memory | GPU utilisation |" if args.device == "cuda" else "peak RSS |"),
-        "| --- | --- | ---: | ---: | ---: | " + ("---: | ---: |" if args.device == "cuda" else "---: |"),
+        "| --- | --- | ---: | ---: | ---: | ---: | " + ("---: | ---: |" if args.device == "cuda" else "---: |"),
     ]
     base = results.get("default")
     for name, r in results.items():
         ratio = f" ({r['images_per_s'] / base['images_per_s']:.2f}x)" if base and name != "default" else ""
+        low, high = r["images_range"]
         row = (f"| {name} | `{' '.join(VARIANTS[name]) or '-'}` | {r['it_per_s']:.2f} | "
-               f"{r['images_per_s']:.1f}{ratio} | {100 * r['data_wait']:.1f}% | ")
+               f"{r['images_per_s']:.1f}{ratio} | {low:.1f}-{high:.1f} | {100 * r['data_wait']:.1f}% | ")
         if args.device == "cuda":
             util = r.get("gpu_util_median")
             row += f"{r['gpu_peak_mb']:.0f} MB | {'-' if util is None else f'{util:.0f}%'} |"
@@ -207,10 +223,12 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
         capacity = {w: loader_capacity(data, workers=w) for w in (0, 2)}
         print(f"loader alone: {capacity}", flush=True)
-        results = {}
-        for name in names:
-            results[name] = run_variant(name, args, data, Path(tmp))
-            print(f"{name}: {results[name]}", flush=True)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        for round_ in range(args.rounds):
+            for name in names:
+                runs[name].append(run_variant(name, args, data, Path(tmp) / f"round{round_}"))
+                print(f"round {round_ + 1}, {name}: {runs[name][-1]}", flush=True)
+        results = {name: combine(found) for name, found in runs.items()}
     text = report(args, results, capacity, commit=commit, load_before=load_before, load_after=os.getloadavg()[0])
     print(text)
     if not args.no_doc:
