@@ -75,6 +75,17 @@ def bad_file(kind: str, folder) -> tuple:
 BAD_KINDS = ["empty", "truncated-jpeg", "truncated-png", "text", "bomb", "int32-tiff", "nan-tiff"]
 
 
+def enhance_failure(capsys, code: int, *must_hold: str) -> str:
+    """enhance reports a file that fails and goes on with the rest; the run ends with a non-zero status."""
+    assert code != 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Traceback" not in text, text
+    for needle in must_hold:
+        assert needle in text, (needle, text)
+    return text
+
+
 def one_line_error(capsys, *must_hold: str) -> str:
     err = capsys.readouterr().err
     assert err.startswith("sagan-restore: ") and "Traceback" not in err, err
@@ -218,16 +229,16 @@ def test_enhance_a_bad_image(tmp_path, capsys, model, kind):
     (tmp_path / "in").mkdir()
     path, problem = bad_file(kind, tmp_path / "in")
     before = files_digest(tmp_path / "in")
-    assert enhance(path, out=tmp_path / "out", model=model) == 2
-    one_line_error(capsys, str(path), problem)
+    text = enhance_failure(capsys, enhance(path, out=tmp_path / "out", model=model))
+    assert any(f"failed: {path}: " in line and problem in line for line in text.splitlines()), text
     assert files_digest(tmp_path / "in") == before
     assert not any((tmp_path / "out").iterdir())
 
 
 def test_enhance_max_pixels(tmp_path, capsys, model):
     image = save_png(tmp_path / "a.png", photo(np.random.default_rng(0), 30, 40))
-    assert enhance(image, out=tmp_path / "out", model=model, extra=["--max-pixels", "1000"]) == 2
-    one_line_error(capsys, str(image), "over the limit")
+    code = enhance(image, out=tmp_path / "out", model=model, extra=["--max-pixels", "1000"])
+    enhance_failure(capsys, code, f"{image}: 40x30 is 0.0012 megapixels, over the limit of 0.001")
 
 
 def test_enhance_output_folder_that_cannot_be_created(tmp_path, capsys, model):
@@ -246,8 +257,8 @@ def test_full_disk_while_writing_an_output_leaves_no_partial_file(tmp_path, caps
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(image_io, "_encode", encode_until_the_disk_fills)
-    assert enhance(image, out=tmp_path / "out", model=model) == 2
-    one_line_error(capsys, str(tmp_path / "out" / "a.png"), "No space left on device")
+    code = enhance(image, out=tmp_path / "out", model=model)
+    enhance_failure(capsys, code, str(tmp_path / "out" / "a.png"), "No space left on device")
     assert list((tmp_path / "out").iterdir()) == []
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sagan_restore.checkpoint import _atomic_write, load_model
+from sagan_restore.checkpoint import atomic_write, load_model
 from sagan_restore.config import GeneratorConfig, config_to_dict, generator_config_from_dict
 from sagan_restore.errors import UserError
 from sagan_restore.models.generator import UNetGenerator
@@ -46,7 +46,7 @@ def export_onnx(spec: str | Path, out: Path, *, opset: int = 17, overwrite: bool
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     data = graph.SerializeToString()
-    _atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(out, lambda f: f.write(data))
 
 
 def _trace_to_onnx(model: UNetGenerator, *, opset: int) -> bytes:

@@ -76,8 +76,8 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIma
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise UserError(
-            f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
-            f"{max_pixels / 1e6:.0f}; raise --max-pixels if the file is trusted"
+            f"{path}: {width}x{height} is {width * height / 1e6:.3g} megapixels, over the limit of "
+            f"{max_pixels / 1e6:.3g}; raise --max-pixels if the file is trusted"
         )
 
 
