@@ -439,16 +439,16 @@ def markdown_tables(records: list[Record]) -> str:
         groups.setdefault((r.set, r.task, r.input), []).append(r)
     for (set_name, task, kind), group in groups.items():
         methods = list(dict.fromkeys(r.method for r in group))
-        conditions = list(dict.fromkeys(_condition_cell(r) for r in group))
-        cell = {(r.method, _condition_cell(r)): r for r in group}
+        conditions = list(dict.fromkeys(condition_cell(r) for r in group))
+        cell = {(r.method, condition_cell(r)): r for r in group}
         n = max(r.n_images for r in group)
         what = "denoising, PSNR dB / SSIM" if task == "denoise" else "super-resolution, Y-channel PSNR dB / SSIM"
         head = "sigma" if task == "denoise" else "scale"
         blocks.append(f"**{set_name}** ({n} images, {what}, mean over images; input: {kind})\n")
-        blocks.append(_table([head] + methods, [[c] + [_quality(cell.get((m, c))) for m in methods]
+        blocks.append(markdown_table([head] + methods, [[c] + [_quality(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
         blocks.append("\nSeconds per megapixel (median over images):\n")
-        blocks.append(_table([head] + methods, [[c] + [_speed(cell.get((m, c))) for m in methods]
+        blocks.append(markdown_table([head] + methods, [[c] + [_speed(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
         blocks.append("")
     return "\n".join(blocks + ["Methods:", "", *method_notes(records), ""])
@@ -459,14 +459,14 @@ def method_notes(records: list[Record]) -> list[str]:
     conditions: dict[tuple[str, str], list[str]] = {}
     for r in records:
         cells = conditions.setdefault((r.method, r.details), [])
-        if _condition_cell(r) not in cells:
-            cells.append(_condition_cell(r))
+        if condition_cell(r) not in cells:
+            cells.append(condition_cell(r))
     methods = [method for method, _ in conditions]
     return [f"- `{method}`" + (f" ({', '.join(cells)})" if methods.count(method) > 1 else "") + f": {details}"
             for (method, details), cells in conditions.items()]
 
 
-def _condition_cell(r: Record) -> str:
+def condition_cell(r: Record) -> str:
     if r.task == "sr":
         return f"x{r.scale}"
     return "paired" if r.sigma is None else f"{r.sigma:g}"
@@ -480,7 +480,7 @@ def _speed(r: Record | None) -> str:
     return "" if r is None else f"{r.sec_per_mp:.4g}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
