@@ -398,7 +398,7 @@ def environment(device: str = "auto") -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["sagan-restore" if i == 0 else a for i, a in enumerate(sys.argv)]),
         "machine": f"{cpu_name()}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}",
-        "device": device,
+        "device": ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device,
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine slows every timing
         "python": platform.python_version(),
