@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -95,25 +94,29 @@ def run_size(args, model_spec: str, scale: int, device: str, label: str) -> dict
     in_height, in_width = input_size(label, scale)
     job = {"model": model_spec, "device": device, "height": in_height, "width": in_width,
            "repeats": args.repeats if height * width <= 1_000_000 else 1}
-    child = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(job)], stdout=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    started, limit_kb = time.monotonic(), args.max_rss_gb * 2**20
-    stopped = None
-    while child.poll() is None:
-        if time.monotonic() - started > args.timeout:
-            stopped = f"stopped after {args.timeout:.0f} s"
-        elif _current_rss_kb(child.pid) > limit_kb:
-            stopped = f"stopped at {args.max_rss_gb:g} GB resident memory"
-        if stopped:
-            child.kill()
-            child.wait()
-            break
-        time.sleep(0.5)
-    output = child.stdout.read()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(job)], stdout=out, stderr=err,
+                                 text=True)
+        started, limit_kb = time.monotonic(), args.max_rss_gb * 2**20
+        stopped = None
+        while child.poll() is None:
+            if time.monotonic() - started > args.timeout:
+                stopped = f"stopped after {args.timeout:.0f} s"
+            elif _current_rss_kb(child.pid) > limit_kb:
+                stopped = f"stopped at {args.max_rss_gb:g} GB resident memory"
+            if stopped:
+                child.kill()
+                child.wait()
+                break
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        output, errors = out.read(), err.read().strip()
+    result = {"label": label, "height": height, "width": width}
     if stopped or child.returncode != 0:
-        return {"label": label, "height": height, "width": width,
-                "failed": stopped or f"the process exited with code {child.returncode}"}
-    return {"label": label, "height": height, "width": width, **json.loads(output.strip().splitlines()[-1])}
+        reason = errors.splitlines()[-1] if errors else ""
+        return {**result, "failed": stopped or f"failed: {reason[:200]}"}
+    return {**result, **json.loads(output.strip().splitlines()[-1])}
 
 
 def _current_rss_kb(pid: int) -> float:

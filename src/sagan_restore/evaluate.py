@@ -66,7 +66,7 @@ class Case:
 
 
 @dataclass
-class TestSet:
+class EvalSet:
     name: str
     root: Path
     layout: str  # "clean" (noise added here), "hr" (SR inputs made or provided here) or "paired"
@@ -161,23 +161,23 @@ def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
 
 # --- test sets ----------------------------------------------------------------------------------------
 
-def open_test_set(root: Path) -> TestSet:
+def open_test_set(root: Path) -> EvalSet:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"--set {root}: no such folder")
     for lr_name, hr_name in PAIRED_FOLDER_NAMES:
         if (root / lr_name).is_dir() and (root / hr_name).is_dir():
             pairs = match_pairs(root / lr_name, root / hr_name)
-            return TestSet(root.name, root, "paired", [hr for _, hr in pairs], [lr for lr, _ in pairs],
+            return EvalSet(root.name, root, "paired", [hr for _, hr in pairs], [lr for lr, _ in pairs],
                            pair_scale(pairs))
     hr_dir = root / "HR" if (root / "HR").is_dir() else root
     targets = list_images(hr_dir)
     if not targets:
         raise UserError(f"--set {root}: no images in it, and no HR/ or lr/ + hr/ subfolders")
-    return TestSet(root.name, root, "hr" if hr_dir != root else "clean", targets)
+    return EvalSet(root.name, root, "hr" if hr_dir != root else "clean", targets)
 
 
-def conditions_for(test_set: TestSet, cfg: EvaluateConfig) -> list[Condition]:
+def conditions_for(test_set: EvalSet, cfg: EvaluateConfig) -> list[Condition]:
     if test_set.layout == "paired":
         task = "sr" if test_set.pair_scale > 1 else "denoise"
         if task != cfg.task:
@@ -189,7 +189,7 @@ def conditions_for(test_set: TestSet, cfg: EvaluateConfig) -> list[Condition]:
     return [Condition("denoise", float(s), 1) for s in cfg.sigmas]
 
 
-def provided_inputs(test_set: TestSet, scale: int) -> list[Path] | None:
+def provided_inputs(test_set: EvalSet, scale: int) -> list[Path] | None:
     """The LR_bicubic/X{scale} files matching the targets (name or name + 'x{scale}'), if the set has them."""
     folder = test_set.root / "LR_bicubic" / f"X{scale}"
     if test_set.layout != "hr" or not folder.is_dir():
@@ -204,7 +204,7 @@ def provided_inputs(test_set: TestSet, scale: int) -> list[Path] | None:
     return inputs
 
 
-def input_kind(test_set: TestSet, condition: Condition, *, quantized: bool) -> str:
+def input_kind(test_set: EvalSet, condition: Condition, *, quantized: bool) -> str:
     if test_set.layout == "paired":
         return "paired"
     if condition.task == "sr":
@@ -216,7 +216,7 @@ def _uint8(path: Path) -> np.ndarray:
     return quantize(read_image(path).pixels, 8)
 
 
-def iter_cases(test_set: TestSet, condition: Condition, *, quantized: bool) -> Iterator[Case]:
+def iter_cases(test_set: EvalSet, condition: Condition, *, quantized: bool) -> Iterator[Case]:
     """The set's images as (input, target) cases, loaded one at a time."""
     lr_files = test_set.inputs or (provided_inputs(test_set, condition.scale) if condition.task == "sr" else None)
     for index, target_path in enumerate(test_set.targets):
@@ -311,7 +311,7 @@ def evaluate(cfg: EvaluateConfig, *, progress: bool = True, methods: list[Method
     return Report(environment(cfg.device), records, comparisons)
 
 
-def evaluate_condition(test_set: TestSet, condition: Condition, methods: list[Method], *, quantized: bool,
+def evaluate_condition(test_set: EvalSet, condition: Condition, methods: list[Method], *, quantized: bool,
                        figure_images: int, progress: bool) -> tuple[list[Record], Comparison]:
     scores: dict[str, list[ImageScore]] = {m.name: [] for m in methods}
     comparison = Comparison(test_set.name, condition)
@@ -335,7 +335,7 @@ def evaluate_condition(test_set: TestSet, condition: Condition, methods: list[Me
     return records, comparison
 
 
-def summarise(method: Method, test_set: TestSet, condition: Condition, kind: str,
+def summarise(method: Method, test_set: EvalSet, condition: Condition, kind: str,
               images: list[ImageScore]) -> Record:
     return Record(
         method=method.name, kind=method.kind, set=test_set.name, task=condition.task, sigma=condition.sigma,
