@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding the test sets")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "quality", help="full results go here")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for models (baselines use one)")
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/BENCHMARKS.md")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> Report:
             continue
         cfg = EvaluateConfig(sets=tuple(chosen_sets), task=task,
                              sigmas=tuple(float(s) for s in split_list(args.sigmas)),
-                             scales=tuple(int(s) for s in split_list(args.scales)), device=args.device)
+                             scales=tuple(int(s) for s in split_list(args.scales)), device=args.device,
+                             threads=args.threads)
         methods = [baseline_method(b, task) for b in split_list(args.baselines) if b in table] + models
         report = evaluate(cfg, progress=not args.no_progress, methods=methods)
         records += report.records

@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="run folder, .safetensors or .pt (default: untrained default architecture)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--tile", type=int, help="passed to Enhancer.load (0 = whole image); default: its default")
     p.add_argument("--sizes", default=",".join(SIZES), help=f"megapixel sizes, from {', '.join(SIZES)}")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per size up to 1 MP (one above)")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per image size")
@@ -64,7 +66,10 @@ def rss_mb() -> float:
 
 def time_inference(job: dict) -> dict:
     device = job["device"]
-    enhancer = Enhancer.load(job["model"], device=device)
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    options = {} if job["tile"] is None else {"tile": job["tile"]}
+    enhancer = Enhancer.load(job["model"], device=device, **options)
     enhancer.enhance_pixels(np.zeros((64, 64, 3), np.float32))  # one-off set-up outside the timing
     image = np.random.default_rng(0).random((job["height"], job["width"], 3), dtype=np.float32)
     if device == "cuda":
@@ -76,8 +81,10 @@ def time_inference(job: dict) -> dict:
         started = time.perf_counter()
         enhancer.enhance_pixels(image)  # returns a host array: includes the copy back, as users see it
         seconds.append(time.perf_counter() - started)
+    # Which inference path was timed: tile settings where the Enhancer tiles, else one whole-image forward.
+    mode = str(getattr(enhancer, "settings", "whole image in one forward"))
     result = {"seconds": statistics.median(seconds), "runs": len(seconds), "rss_before_mb": before_mb,
-              "peak_rss_mb": rss_mb()}
+              "peak_rss_mb": rss_mb(), "mode": mode}
     if device == "cuda":
         result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -92,7 +99,8 @@ def run_size(args, model_spec: str, scale: int, device: str, label: str) -> dict
     """One output size in a child process, watched for time and memory."""
     height, width = SIZES[label]
     in_height, in_width = input_size(label, scale)
-    job = {"model": model_spec, "device": device, "height": in_height, "width": in_width,
+    job = {"model": model_spec, "device": device, "height": in_height, "width": in_width, "tile": args.tile,
+           "threads": args.threads,
            "repeats": args.repeats if height * width <= 1_000_000 else 1}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(job)], stdout=out, stderr=err,
@@ -178,8 +186,10 @@ def training_speed(iters: int, device: str) -> dict:
 # --- report -------------------------------------------------------------------------------------------
 
 def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flops: dict, peak: dict,
-            sizes: list[dict], training: dict) -> str:
+            sizes: list[dict], training: dict, tile: int | None) -> str:
     device = env["device"]
+    tile_label = "default settings" if tile is None else f"tile={tile}"
+    modes = list(dict.fromkeys(s["mode"] for s in sizes if "mode" in s))
     peak_value = max(peak["matmul"], peak["conv3x3"])
     memory_head = "peak CUDA allocated MB" if device == "cuda" else "peak RSS MB (before the call)"
     rows = []
@@ -208,10 +218,11 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flop
         f"- dense peak measured in this run: matmul {peak['matrix']} {peak['matmul']:.1f} GFLOP/s, 3x3 convolution "
         f"128->128 on 256x256 {peak['conv3x3']:.1f} GFLOP/s; utilisation below is against the larger",
         "",
-        "Inference, whole image in one forward (`Enhancer.enhance_pixels`, float RGB input, output copied back "
-        "to the host); MP and size are of the output (an SR model gets an input `scale` times smaller). GFLOP "
-        "counts 2 x multiply-adds of convolutions and attention; attention grows with the square of the pixel "
-        "count, so GFLOP per megapixel grows with the image.",
+        f"Inference through `Enhancer.load` ({tile_label}) and `Enhancer.enhance_pixels` (float RGB input, "
+        f"output copied back to the host); path timed: {'; '.join(modes) or 'none finished'}. MP and size are of "
+        "the output (an SR model gets an input `scale` times smaller). GFLOP counts 2 x multiply-adds of "
+        "convolutions and attention over the whole image; attention grows with the square of the pixel count, "
+        "so GFLOP per megapixel grows with the image.",
         "",
         markdown_table(["MP", "size", "GFLOP", "seconds", "MP/s", memory_head, "GFLOP/s (utilisation)"], rows),
         "",
@@ -235,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.train_iters < 8:
         sys.exit("speed.py: --train-iters must be at least 8 (the first and last quarter are not timed)")
     device = pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     env = {**environment(device), "command": script_command(), "commit": git_commit()}
     with tempfile.TemporaryDirectory() as tmp:
         model_spec = args.model
@@ -254,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     training = training_speed(args.train_iters, device)
     print(f"training: {training}", flush=True)
     model_label = f"`{args.model}`" if args.model else "untrained generator, default architecture"
-    text = section(env, model_label, model.cfg, count_parameters(model), flops, peak, sizes, training)
+    text = section(env, model_label, model.cfg, count_parameters(model), flops, peak, sizes, training, args.tile)
     print(text)
     if not args.no_doc:
         replace_section("speed", text)

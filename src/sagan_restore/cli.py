@@ -309,6 +309,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--figure-images", type=int, default=3, metavar="N", help="images per comparison figure")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for models (default: torch's choice); the "
+                                               "baselines run on one, so --threads 1 compares like with like")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_evaluate)
 
@@ -321,6 +323,8 @@ def evaluate_config_from_args(args):
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, not {args.threads}")
     if args.figure_images < 0:
         raise UserError(f"--figure-images must be 0 or more, not {args.figure_images}")
     scales = _number_list(args.scale, kind=int, option="--scale")
@@ -331,7 +335,8 @@ def evaluate_config_from_args(args):
         sets=tuple(args.sets), task=args.task, sigmas=_number_list(args.sigma, kind=float, option="--sigma"),
         scales=scales, models=tuple(args.models),
         baselines=_names(args.baselines if args.baselines is not None else default_baselines),
-        quantized_input=args.quantized_input, device=args.device, figure_images=args.figure_images,
+        quantized_input=args.quantized_input, device=args.device, threads=args.threads,
+        figure_images=args.figure_images,
     )
 
 

@@ -93,6 +93,7 @@ class EvaluateConfig:
     baselines: tuple[str, ...] = ()  # names from sagan_restore.baselines
     quantized_input: bool = False  # clip and round noisy inputs to 8 bits, as a saved file would be
     device: str = "auto"
+    threads: int | None = None  # torch threads for models; None: torch's default. Baselines use one.
     figure_images: int = 3  # images shown in each comparison figure
 
 

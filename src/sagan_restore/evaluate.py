@@ -297,6 +297,10 @@ def applies(method: Method, condition: Condition) -> bool:
 
 def evaluate(cfg: EvaluateConfig, *, progress: bool = True, methods: list[Method] | None = None) -> Report:
     """Every applicable method on every image of every set and condition, inputs shared per image."""
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     methods = methods if methods is not None else build_methods(cfg)
     test_sets = [open_test_set(root) for root in cfg.sets]
     jobs = [(s, c) for s in test_sets for c in conditions_for(s, cfg)]
