@@ -95,6 +95,14 @@ def input_size(label: str, scale: int) -> tuple[int, int]:
     return height // scale, width // scale
 
 
+def attention_scores_gb(cfg: GeneratorConfig, height: int, width: int) -> float:
+    """Size of the largest (tokens x tokens) float32 attention matrix of one forward, were it materialised."""
+    multiple = 2**cfg.depth
+    padded_h, padded_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    tokens = [(padded_h >> level) * (padded_w >> level) for level in cfg.attn_levels]
+    return 4 * max(tokens, default=0) ** 2 / 1e9
+
+
 def run_size(args, model_spec: str, scale: int, device: str, label: str) -> dict:
     """One output size in a child process, watched for time and memory."""
     height, width = SIZES[label]
@@ -195,13 +203,15 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flop
     rows = []
     for s in sizes:
         gflop = flops[s["label"]]
+        scores_gb = f"{attention_scores_gb(cfg, *input_size(s['label'], cfg.scale)):.3g}"
         if "failed" in s:
-            rows.append([s["label"], f"{s['width']}x{s['height']}", f"{gflop / 1e9:.0f}", s["failed"], "", "", ""])
+            rows.append([s["label"], f"{s['width']}x{s['height']}", f"{gflop / 1e9:.0f}", scores_gb, s["failed"],
+                         "", "", ""])
             continue
         achieved = gflop / 1e9 / s["seconds"]
         memory = f"{s['cuda_max_allocated_mb']:.0f}" if device == "cuda" else \
             f"{s['peak_rss_mb']:.0f} ({s['rss_before_mb']:.0f})"
-        rows.append([s["label"], f"{s['width']}x{s['height']}", f"{gflop / 1e9:.0f}",
+        rows.append([s["label"], f"{s['width']}x{s['height']}", f"{gflop / 1e9:.0f}", scores_gb,
                      f"{s['seconds']:.2f} (median of {s['runs']})",
                      f"{s['height'] * s['width'] / 1e6 / s['seconds']:.3g}", memory,
                      f"{achieved:.1f} ({100 * achieved / peak_value:.0f}%)"])
@@ -222,9 +232,13 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flop
         f"output copied back to the host); path timed: {'; '.join(modes) or 'none finished'}. MP and size are of "
         "the output (an SR model gets an input `scale` times smaller). GFLOP counts 2 x multiply-adds of "
         "convolutions and attention over the whole image; attention grows with the square of the pixel count, "
-        "so GFLOP per megapixel grows with the image.",
+        "so GFLOP per megapixel grows with the image. \"attention matrix GB\" is the float32 tokens x tokens "
+        "score matrix of the largest attention level: what a forward allocates if attention is not computed "
+        "block-wise (torch's CPU scaled_dot_product_attention materialises it when the value width differs "
+        "from the query width, as in SAGAN's C/8 queries and C values).",
         "",
-        markdown_table(["MP", "size", "GFLOP", "seconds", "MP/s", memory_head, "GFLOP/s (utilisation)"], rows),
+        markdown_table(["MP", "size", "GFLOP", "attention matrix GB", "seconds", "MP/s", memory_head,
+                        "GFLOP/s (utilisation)"], rows),
         "",
         "GFLOP per output megapixel: " + ", ".join(
             f"{label} MP: {flops[label] / 1e9 / (SIZES[label][0] * SIZES[label][1] / 1e6):.0f}" for label in flops),
