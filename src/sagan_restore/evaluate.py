@@ -302,6 +302,7 @@ def evaluate(cfg: EvaluateConfig, *, progress: bool = True, methods: list[Method
 
         torch.set_num_threads(cfg.threads)
     methods = methods if methods is not None else build_methods(cfg)
+    started = environment(cfg.device)  # date and machine load as the run begins
     test_sets = [open_test_set(root) for root in cfg.sets]
     jobs = [(s, c) for s in test_sets for c in conditions_for(s, cfg)]
     records, comparisons = [], []
@@ -312,7 +313,7 @@ def evaluate(cfg: EvaluateConfig, *, progress: bool = True, methods: list[Method
                                                    figure_images=cfg.figure_images, progress=progress)
             records += found
             comparisons.append(comparison)
-    return Report(environment(cfg.device), records, comparisons)
+    return Report(started, records, comparisons)
 
 
 def evaluate_condition(test_set: EvalSet, condition: Condition, methods: list[Method], *, quantized: bool,
