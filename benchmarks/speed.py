@@ -1,7 +1,7 @@
 """Speed and memory of a generator: inference megapixels per second and peak memory at 0.25, 1, 4 and 12
 megapixels, training iterations per second at the default settings, parameters, GFLOPs per megapixel and
-FLOP utilisation (achieved GFLOP/s over the peak of a large dense matrix product or convolution measured
-in the same run on the same device). Rewrites the `speed` section of docs/BENCHMARKS.md.
+FLOP utilisation (achieved GFLOP/s over the rate of a large dense matrix product or convolution measured
+in the same process right after). Rewrites the `speed` section of docs/BENCHMARKS.md.
 
     python benchmarks/speed.py --model runs/demo
     python benchmarks/speed.py                      # an untrained generator of the default architecture
@@ -87,7 +87,10 @@ def time_inference(job: dict) -> dict:
               "peak_rss_mb": rss_mb(), "mode": mode}
     if device == "cuda":
         result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return result
+    # The reference for utilisation, measured right after the timing in the same process and conditions
+    # (after, so its buffers do not count in the memory figures above): on a shared machine the attainable
+    # rate drifts with the load, and a peak measured minutes apart would not be comparable.
+    return {**result, **peak_gflops(device)}
 
 
 def input_size(label: str, scale: int) -> tuple[int, int]:
@@ -145,8 +148,6 @@ def _current_rss_kb(pid: int) -> float:
     return 0.0
 
 
-# --- measured in the parent ---------------------------------------------------------------------------
-
 def peak_gflops(device: str) -> dict:
     """GFLOP/s of a large dense matrix product and of a large 3x3 convolution, fp32, median of 5 runs."""
     def measure(fn, flops: float) -> float:
@@ -170,9 +171,10 @@ def peak_gflops(device: str) -> dict:
         return {
             "matmul": measure(lambda: a @ b, 2 * n**3),
             "conv3x3": measure(lambda: conv(x), 2 * 128 * 128 * 9 * 256 * 256),
-            "matmul_size": n,
         }
 
+
+# --- measured in the parent ---------------------------------------------------------------------------
 
 def training_speed(iters: int, device: str) -> dict:
     """Iterations per second of `train` at the default TrainConfig (built-in corpus, batch 8, crop 96),
@@ -193,12 +195,11 @@ def training_speed(iters: int, device: str) -> dict:
 
 # --- report -------------------------------------------------------------------------------------------
 
-def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flops: dict, peak: dict,
-            sizes: list[dict], training: dict, tile: int | None) -> str:
+def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flops: dict, sizes: list[dict],
+            training: dict, tile: int | None) -> str:
     device = env["device"]
     tile_label = "default settings" if tile is None else f"tile={tile}"
     modes = list(dict.fromkeys(s["mode"] for s in sizes if "mode" in s))
-    peak_value = max(peak["matmul"], peak["conv3x3"])
     memory_head = "peak CUDA allocated MB" if device == "cuda" else "peak RSS MB (before the call)"
     rows = []
     for s in sizes:
@@ -206,15 +207,16 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flop
         scores_gb = f"{attention_scores_gb(cfg, *input_size(s['label'], cfg.scale)):.3g}"
         if "failed" in s:
             rows.append([s["label"], f"{s['width']}x{s['height']}", f"{gflop / 1e9:.0f}", scores_gb, s["failed"],
-                         "", "", ""])
+                         "", "", "", ""])
             continue
         achieved = gflop / 1e9 / s["seconds"]
+        peak = max(s["matmul"], s["conv3x3"])
         memory = f"{s['cuda_max_allocated_mb']:.0f}" if device == "cuda" else \
             f"{s['peak_rss_mb']:.0f} ({s['rss_before_mb']:.0f})"
         rows.append([s["label"], f"{s['width']}x{s['height']}", f"{gflop / 1e9:.0f}", scores_gb,
                      f"{s['seconds']:.2f} (median of {s['runs']})",
                      f"{s['height'] * s['width'] / 1e6 / s['seconds']:.3g}", memory,
-                     f"{achieved:.1f} ({100 * achieved / peak_value:.0f}%)"])
+                     f"{s['matmul']:.1f} / {s['conv3x3']:.1f}", f"{achieved:.1f} ({100 * achieved / peak:.0f}%)"])
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     return "\n".join([
         "## Speed and memory",
@@ -225,8 +227,9 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flop
         f"average at start {env['load_average_1min']} (other work shares the machine and slows every timing)",
         f"- versions: Python {env['python']}, {versions}; commit {env['commit']}",
         f"- model: {model_label}; {params:,} parameters; architecture {cfg}",
-        f"- dense peak measured in this run: matmul {peak['matrix']} {peak['matmul']:.1f} GFLOP/s, 3x3 convolution "
-        f"128->128 on 256x256 {peak['conv3x3']:.1f} GFLOP/s; utilisation below is against the larger",
+        "- utilisation: achieved GFLOP/s over the larger of two dense fp32 references, a square matrix product "
+        f"({'4096' if device == 'cuda' else '2048'}^2) and a 3x3 convolution 128->128 on 256x256 (median of 5 each), "
+        "measured in the same process right after each size's timing",
         "",
         f"Inference through `Enhancer.load` ({tile_label}) and `Enhancer.enhance_pixels` (float RGB input, "
         f"output copied back to the host); path timed: {'; '.join(modes) or 'none finished'}. MP and size are of "
@@ -238,7 +241,7 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, flop
         "from the query width, as in SAGAN's C/8 queries and C values).",
         "",
         markdown_table(["MP", "size", "GFLOP", "attention matrix GB", "seconds", "MP/s", memory_head,
-                        "GFLOP/s (utilisation)"], rows),
+                        "dense GFLOP/s matmul / conv", "GFLOP/s (utilisation)"], rows),
         "",
         "GFLOP per output megapixel: " + ", ".join(
             f"{label} MP: {flops[label] / 1e9 / (SIZES[label][0] * SIZES[label][1] / 1e6):.0f}" for label in flops),
@@ -271,9 +274,6 @@ def main(argv: list[str] | None = None) -> None:
         enhancer = Enhancer.load(model_spec, device="cpu")
         model = enhancer.model
         flops = {label: count_flops(model, *input_size(label, model.cfg.scale)) for label in labels}
-        peak = peak_gflops(device)
-        peak["matrix"] = f"{peak.pop('matmul_size')}^2"
-        print(f"dense peak: {peak}", flush=True)
         sizes = []
         for label in labels:
             sizes.append(run_size(args, model_spec, model.cfg.scale, device, label))
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     training = training_speed(args.train_iters, device)
     print(f"training: {training}", flush=True)
     model_label = f"`{args.model}`" if args.model else "untrained generator, default architecture"
-    text = section(env, model_label, model.cfg, count_parameters(model), flops, peak, sizes, training, args.tile)
+    text = section(env, model_label, model.cfg, count_parameters(model), flops, sizes, training, args.tile)
     print(text)
     if not args.no_doc:
         replace_section("speed", text)
