@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "runs" / "quality", help="full results go here")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, help="CPU threads for models (baselines use one)")
+    p.add_argument("--tile", type=int, help="models' tile size (0: whole image; default: Enhancer's choice)")
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/BENCHMARKS.md")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> Report:
     if not sets or unknown or bad_baselines:
         sys.exit(f"quality.py: choose sets from {DENOISING_SETS + SR_SETS} (unknown: {unknown}) and baselines "
                  f"from {[*baselines.DENOISERS, *baselines.UPSCALERS]} (unknown: {bad_baselines})")
-    models = [model_method(spec, name, device=args.device)
+    models = [model_method(spec, name, device=args.device, tile=args.tile)
               for spec, name in zip(args.models, model_names(tuple(args.models)))]
     records, comparisons, environment = [], [], None
     for task, set_names, table in (("denoise", DENOISING_SETS, baselines.DENOISERS),

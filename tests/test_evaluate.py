@@ -219,3 +219,11 @@ def test_bm3d_denoises_a_tiny_image():
 def test_condition_labels():
     assert Condition("denoise", 25.0).label == "sigma 25"
     assert Condition("sr", None, 4).label == "x4"
+
+
+def test_models_run_with_the_tiles_asked_for(colour_set, model_path, tmp_path):
+    out = tmp_path / "results"
+    assert main(["evaluate", "--set", str(colour_set), "--model", str(model_path), "--tile", "0", "--baselines",
+                 "none", "--out", str(out), "--no-progress", "--figure-images", "0"]) == 0
+    (record,) = json.loads((out / "results.json").read_text())["records"]
+    assert "whole images" in record["details"]

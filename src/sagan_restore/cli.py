@@ -309,6 +309,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--figure-images", type=int, default=3, metavar="N", help="images per comparison figure")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
+                   help="models' tile size in input pixels; 0 = whole image at once; auto (default) = from "
+                        "free memory, as enhance does")
     p.add_argument("--threads", type=int, help="CPU threads for models (default: torch's choice); the "
                                                "baselines run on one, so --threads 1 compares like with like")
     p.add_argument("--no-progress", action="store_true")
@@ -335,7 +338,7 @@ def evaluate_config_from_args(args):
         sets=tuple(args.sets), task=args.task, sigmas=_number_list(args.sigma, kind=float, option="--sigma"),
         scales=scales, models=tuple(args.models),
         baselines=_names(args.baselines if args.baselines is not None else default_baselines),
-        quantized_input=args.quantized_input, device=args.device, threads=args.threads,
+        quantized_input=args.quantized_input, device=args.device, threads=args.threads, tile=args.tile,
         figure_images=args.figure_images,
     )
 

@@ -94,6 +94,7 @@ class EvaluateConfig:
     quantized_input: bool = False  # clip and round noisy inputs to 8 bits, as a saved file would be
     device: str = "auto"
     threads: int | None = None  # torch threads for models; None: torch's default. Baselines use one.
+    tile: int | None = None  # models' tile size in input pixels; None: Enhancer's automatic choice, 0: none
     figure_images: int = 3  # images shown in each comparison figure
 
 

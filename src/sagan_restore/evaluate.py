@@ -261,12 +261,14 @@ def baseline_method(name: str, task: str) -> Method:
     return Method(name, "baseline", run, None, lambda condition: baselines.describe(name, sigma=condition.sigma))
 
 
-def model_method(spec: str, name: str, *, device: str) -> Method:
+def model_method(spec: str, name: str, *, device: str, tile: int | None = None) -> Method:
     from sagan_restore.infer.enhance import Enhancer
 
-    enhancer = Enhancer.load(spec, device=device)
+    enhancer = Enhancer.load(spec, device=device, tile=tile)
     enhancer.enhance_pixels(np.zeros((16, 16, 3), dtype=np.float32))  # first call pays one-off set-up costs
-    details = f"model {spec} ({enhancer.device})"
+    tiles = "whole images" if enhancer.settings.tile == 0 else \
+        f"tiles of {enhancer.settings.tile} px overlapping by {enhancer.settings.overlap}"
+    details = f"model {spec} ({enhancer.device}, {tiles})"
     return Method(name, "model", lambda pixels, condition: enhancer.enhance_pixels(pixels), enhancer.scale,
                   lambda condition: details)
 
@@ -283,7 +285,8 @@ def model_names(specs: tuple[str, ...]) -> list[str]:
 
 def build_methods(cfg: EvaluateConfig) -> list[Method]:
     methods = [baseline_method(name, cfg.task) for name in cfg.baselines]
-    methods += [model_method(spec, name, device=cfg.device) for spec, name in zip(cfg.models, model_names(cfg.models))]
+    methods += [model_method(spec, name, device=cfg.device, tile=cfg.tile)
+                for spec, name in zip(cfg.models, model_names(cfg.models))]
     if not methods:
         raise UserError("nothing to evaluate: give --model and/or --baselines")
     return methods
