@@ -79,3 +79,22 @@ def test_patch_discriminator_receptive_field_and_conditioning():
 def test_spectral_norm_option():
     d = PatchDiscriminator(6, width=8, spectral_norm=True)
     assert any(hasattr(m, "weight_orig") for m in d.modules())
+
+
+def test_flop_count_is_linear_in_pixels_for_convolutions_and_quadratic_for_attention():
+    from sagan_restore.models.generator import count_flops
+
+    convs_only = UNetGenerator(GeneratorConfig(width=8, depth=2, attn_levels=()))
+    assert count_flops(convs_only, 64, 64) == 4 * count_flops(convs_only, 32, 32)
+    attention = UNetGenerator(GeneratorConfig(width=8, depth=2, attn_levels=(2,)))
+    c = 8 * 2**2  # channels at level 2, where tokens are (H/4) * (W/4)
+    n_small, n_large = (32 // 4) ** 2, (64 // 4) ** 2
+    expected_extra = 2 * (n_large**2 - 4 * n_small**2) * (c // 8 + c)  # q k^T and attn @ v, beyond linear
+    assert count_flops(attention, 64, 64) - 4 * count_flops(attention, 32, 32) == expected_extra
+
+
+def test_flop_count_of_a_12_megapixel_image_needs_no_memory():
+    from sagan_restore.models.generator import count_flops
+
+    model = UNetGenerator(GeneratorConfig())
+    assert count_flops(model, 3000, 4000) > 1e13  # counted on the meta device: nothing is allocated

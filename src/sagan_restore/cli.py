@@ -302,6 +302,97 @@ def run_models(args) -> int:
     return 0
 
 
+def _number_list(text: str, *, kind, option: str) -> tuple:
+    try:
+        values = tuple(kind(t) for t in text.split(","))
+    except ValueError:
+        raise UserError(f"{option} {text}: expected comma-separated numbers, e.g. 15,25,50")
+    if any(v < 0 for v in values):
+        raise UserError(f"{option} {text}: values must not be negative")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return () if text.strip().lower() in ("", "none") else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score models and classical baselines on test sets, side by side",
+                       description="Score models and baselines on the same inputs with the published protocol "
+                                   "(noise from default_rng(image index), unclipped; SR on the Y channel with "
+                                   "the border shaved) and write results.json, results.md and comparison "
+                                   "figures.")
+    p.add_argument("--set", dest="sets", action="append", type=Path, required=True, metavar="DIR",
+                   help="test set: a folder of clean images (denoise), HR/ [+ LR_bicubic/X{s}/] (sr; without "
+                        "LR files, HR is bicubic-downscaled), or lr/ + hr/ pairs; repeat for several sets")
+    p.add_argument("--model", dest="models", action="append", default=[], metavar="M",
+                   help="run folder, .safetensors file or .pt checkpoint; repeat to compare models")
+    p.add_argument("--task", choices=["denoise", "sr"], default="denoise")
+    p.add_argument("--sigma", default="25", help="noise levels (0..255 scale), e.g. 15,25,50 (default 25)")
+    p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")
+    p.add_argument("--baselines", help="classical methods run on the same inputs: noisy,nlm,bm3d (denoise; "
+                                       "default noisy) or bicubic,lanczos (sr; default bicubic); none for none")
+    p.add_argument("--quantized-input", action="store_true",
+                   help="clip and round noisy inputs to 8 bits, as a saved file would be, instead of the "
+                        "protocol's unclipped float input")
+    p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="results folder (default runs/evaluate)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--figure-images", type=int, default=3, metavar="N", help="images per comparison figure")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
+                   help="models' tile size in input pixels; 0 = whole image at once; auto (default) = from "
+                        "free memory, as enhance does")
+    p.add_argument("--threads", type=int, help="CPU threads for models (default: torch's choice); the "
+                                               "baselines run on one, so --threads 1 compares like with like")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(command=run_evaluate)
+
+
+def evaluate_config_from_args(args):
+    from sagan_restore.config import EvaluateConfig
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, not {args.threads}")
+    if args.figure_images < 0:
+        raise UserError(f"--figure-images must be 0 or more, not {args.figure_images}")
+    scales = _number_list(args.scale, kind=int, option="--scale")
+    if any(s < 1 for s in scales):
+        raise UserError(f"--scale {args.scale}: factors must be at least 1")
+    default_baselines = "noisy" if args.task == "denoise" else "bicubic"
+    return EvaluateConfig(
+        sets=tuple(args.sets), task=args.task, sigmas=_number_list(args.sigma, kind=float, option="--sigma"),
+        scales=scales, models=tuple(args.models),
+        baselines=_names(args.baselines if args.baselines is not None else default_baselines),
+        quantized_input=args.quantized_input, device=args.device, threads=args.threads, tile=args.tile,
+        figure_images=args.figure_images,
+    )
+
+
+def run_evaluate(args) -> int:
+    from sagan_restore.evaluate import applies, build_methods, conditions_for, evaluate, markdown_tables, \
+        open_test_set, write_report
+
+    cfg = evaluate_config_from_args(args)
+    if (args.out / "results.json").exists() and not args.overwrite:
+        raise UserError(f"--out {args.out}: results.json already there (pass --overwrite to replace it)")
+    conditions = [c for root in cfg.sets for c in conditions_for(open_test_set(root), cfg)]
+    methods = build_methods(cfg)
+    unused = [m.name for m in methods if not any(applies(m, c) for c in conditions)]
+    if unused:
+        raise UserError(f"--model {', '.join(unused)}: no set or --scale here matches the model's factor "
+                        f"({', '.join(f'x{m.scale}' for m in methods if m.name in unused)})")
+    report = evaluate(cfg, progress=not args.no_progress, methods=methods)
+    written = write_report(report, args.out, overwrite=args.overwrite)
+    print(markdown_tables(report.records))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagan-restore", description="Denoise and upscale images with a self-attention U-Net GAN.")
     sub = parser.add_subparsers(title="commands", required=True)
@@ -309,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_enhance_parser(sub)
     add_models_parser(sub)
     add_export_parser(sub)
+    add_evaluate_parser(sub)
     return parser
 
 

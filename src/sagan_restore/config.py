@@ -89,6 +89,23 @@ class TrainConfig:
     max_pixels: int = 200_000_000  # larger images are refused as possible decompression bombs
 
 
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What `sagan-restore evaluate` scores: every method on every set at every noise level or scale."""
+
+    sets: tuple[Path, ...]
+    task: str = "denoise"  # "denoise" or "sr"; a paired lr/ + hr/ set follows its own size ratio
+    sigmas: tuple[float, ...] = (25.0,)  # protocol noise levels on the 0..255 scale (denoise)
+    scales: tuple[int, ...] = (4,)  # upscaling factors (sr)
+    models: tuple[str, ...] = ()  # run folders, .safetensors or .pt files
+    baselines: tuple[str, ...] = ()  # names from sagan_restore.baselines
+    quantized_input: bool = False  # clip and round noisy inputs to 8 bits, as a saved file would be
+    device: str = "auto"
+    threads: int | None = None  # torch threads for models; None: torch's default. Baselines use one.
+    tile: int | None = None  # models' tile size in input pixels; None: Enhancer's automatic choice, 0: none
+    figure_images: int = 3  # images shown in each comparison figure
+
+
 def config_to_dict(cfg: Any) -> dict:
     """A JSON-ready dict of a (nested) config dataclass."""
     out = {}

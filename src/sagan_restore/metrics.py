@@ -1,10 +1,56 @@
-"""Image quality scores. PSNR is computed here; SSIM is scikit-image's."""
+"""Image quality scores. PSNR is computed here; SSIM is scikit-image's (its `structural_similarity`).
+
+The conventions of the two literatures we compare against:
+- denoising scores all channels of 8-bit images with `ssim` as the protocol states it (scikit-image's
+  defaults: 7x7 uniform window, sample covariance);
+- super-resolution scores the BT.601 luma `rgb_to_y` after `shave`-ing `scale` pixels from every border,
+  with the SSIM of Wang et al. (11x11 Gaussian window, sigma 1.5, population covariance) that MATLAB and
+  BasicSR compute and SR papers report.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from skimage.metrics import structural_similarity
+
+# ITU-R BT.601 luma for RGB in [0, 1], on the 0..255 scale: Y = 16 + 65.481 R + 128.553 G + 24.966 B.
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+_Y_OFFSET = 16.0
 
 
 def psnr(output: np.ndarray, target: np.ndarray, *, data_range: float = 1.0) -> float:
     mse = float(np.mean((output.astype(np.float64) - target.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
+
+
+def ssim(output: np.ndarray, target: np.ndarray, *, data_range: float = 255.0, gaussian: bool = False) -> float:
+    """SSIM of (H, W) or (H, W, C) images; C = 1 counts as grey, C = 3 is averaged over channels.
+
+    gaussian=False is scikit-image's default SSIM (the denoising protocol); gaussian=True is Wang et al.'s
+    original, which the SR literature reports.
+    """
+    output, target = _grey_as_2d(output).astype(np.float64), _grey_as_2d(target).astype(np.float64)
+    options = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False} if gaussian else {}
+    channel_axis = -1 if output.ndim == 3 else None
+    return float(structural_similarity(output, target, data_range=data_range, channel_axis=channel_axis,
+                                       **options))
+
+
+def _grey_as_2d(img: np.ndarray) -> np.ndarray:
+    return img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma on the 0..255 scale, unrounded (as BasicSR), of (H, W, 3) pixels on the 0..255 scale.
+
+    Grey images (H, W, 1) are returned as they are, (H, W): they have no chroma to remove.
+    """
+    img = img.astype(np.float64)
+    if img.shape[2] == 1:
+        return img[..., 0]
+    return _Y_OFFSET + (img / 255.0) @ _Y_WEIGHTS
+
+
+def shave(img: np.ndarray, border: int) -> np.ndarray:
+    """Drop `border` pixels at every edge: SR scores ignore the border the input cannot determine."""
+    return img[border:-border, border:-border] if border > 0 else img

@@ -61,3 +61,26 @@ def save_sample_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], out_
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     data = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
     return data.squeeze(2) if data.shape[2] == 1 else data
+
+
+def save_panel_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], out_png: Path, *, title: str) -> None:
+    """A figure of labelled image panels: one row per (row name, [(panel label, uint8 (H, W, C) image)]).
+
+    Pixels are drawn as they are (nearest neighbour), so noise, blur and artefacts show at their true size.
+    """
+    columns = max(len(panels) for _, panels in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.2 * columns, 2.4 * len(rows)), squeeze=False)
+    for axis_row, (row_name, panels) in zip(axes, rows):
+        for axis in axis_row:
+            axis.set_axis_off()
+        for axis, (label, image) in zip(axis_row, panels):
+            grey = image.shape[2] == 1
+            axis.imshow(image[..., 0] if grey else image, cmap="gray" if grey else None, vmin=0, vmax=255,
+                        interpolation="nearest")
+            axis.set_title(label, fontsize=8)
+        axis_row[0].text(-0.06, 0.5, row_name, transform=axis_row[0].transAxes, rotation=90, ha="right",
+                         va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)

@@ -117,7 +117,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def gflops_per_megapixel(model: UNetGenerator, *, size: int = 256) -> float:
-    """Multiply-adds x 2 per megapixel of input, counted from the convolutions and attention a forward runs."""
+    """Multiply-adds x 2 per megapixel of input, counted from the convolutions and attention a forward runs.
+
+    Attention grows with the square of the token count, so the figure grows with the image size."""
+    return count_flops(model, size, size) / (size * size / 1e6) / 1e9
+
+
+def count_flops(model: UNetGenerator, height: int, width: int) -> int:
+    """Multiply-adds x 2 of one forward on a (height, width) input, without computing it: the forward runs
+    on a weightless copy of the model on the meta device, which only propagates shapes."""
     total = 0
 
     def conv_hook(module, inputs, output):
@@ -131,13 +139,12 @@ def gflops_per_megapixel(model: UNetGenerator, *, size: int = 256) -> float:
         n, d = h * w, max(c // 8, 1)
         total += 2 * b * n * n * (d + c)  # q k^T and attn @ v
 
-    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    handles += [m.register_forward_hook(attn_hook) for m in model.modules() if isinstance(m, SelfAttention2d)]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, model.cfg.in_channels, size, size))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total / (size * size / 1e6) / 1e9
-
+    shadow = UNetGenerator(model.cfg).to("meta")
+    for m in shadow.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(conv_hook)
+        elif isinstance(m, SelfAttention2d):
+            m.register_forward_hook(attn_hook)
+    with torch.no_grad():
+        shadow(torch.zeros(1, model.cfg.in_channels, height, width, device="meta"))
+    return total

@@ -1,0 +1,127 @@
+"""Classical methods a model is compared with, run by `evaluate` on exactly the inputs the model gets.
+
+Every function takes (h, w, C) float pixels on the [0, 1] scale (noisy inputs may leave that range) and
+returns float pixels; `evaluate` clips and rounds the result like any method's. Denoisers take the noise
+level `sigma` on the 0..255 scale (None: estimate it from the image); upscalers take the integer `scale`.
+
+OpenCV and bm3d are optional: `pip install "sagan-restore[baselines]"`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from sagan_restore.data.degradations import resize
+from sagan_restore.errors import UserError
+from sagan_restore.io import quantize
+
+INSTALL_HINT = 'install the baselines with: pip install "sagan-restore[baselines]"'
+
+# OpenCV non-local means, tuned by a grid search on McMaster images 1, 10 and 11 (sigma: h, hColor for
+# colour, h for grey); see ../shared/benchmarks/baselines.md. Other sigmas are interpolated.
+NLM_TEMPLATE_WINDOW = 7
+NLM_SEARCH_WINDOW = 21
+NLM_TUNED_SIGMAS = (15.0, 25.0, 50.0)
+NLM_TUNED_H = (12.75, 18.75, 32.5)
+NLM_TUNED_H_COLOR = (12.0, 16.25, 25.0)
+NLM_TUNED_H_GREY = (13.5, 22.5, 40.0)
+
+
+def noisy(pixels: np.ndarray, *, sigma: float | None) -> np.ndarray:
+    """The identity: what the input itself scores, the floor every denoiser must clear."""
+    return pixels
+
+
+def nlm(pixels: np.ndarray, *, sigma: float | None) -> np.ndarray:
+    """OpenCV's non-local means on one thread. OpenCV takes only 8-bit images, so the input is clipped and
+    rounded first: NLM never sees the unclipped noise the other methods get."""
+    cv2 = _import_cv2()
+    cv2.setNumThreads(1)
+    sigma = estimate_sigma(pixels) if sigma is None else sigma
+    h, h_color, h_grey = nlm_strengths(sigma)
+    data = quantize(pixels, 8)
+    if data.shape[2] == 1:
+        out = cv2.fastNlMeansDenoising(np.ascontiguousarray(data[..., 0]), None, h_grey, NLM_TEMPLATE_WINDOW,
+                                       NLM_SEARCH_WINDOW)[..., None]
+    else:
+        bgr = np.ascontiguousarray(data[..., ::-1])  # OpenCV's colour conversions assume BGR order
+        out = cv2.fastNlMeansDenoisingColored(bgr, None, h, h_color, NLM_TEMPLATE_WINDOW,
+                                              NLM_SEARCH_WINDOW)[..., ::-1]
+    return out.astype(np.float32) / 255.0
+
+
+def nlm_strengths(sigma: float) -> tuple[float, float, float]:
+    """(h, hColor, h for grey) for a noise level: the tuned values, linear between them, and proportional
+    to sigma outside the tuned range."""
+    low, high = NLM_TUNED_SIGMAS[0], NLM_TUNED_SIGMAS[-1]
+    clamped = min(max(sigma, low), high)
+    factor = sigma / clamped if clamped > 0 else 0.0
+    return tuple(float(np.interp(clamped, NLM_TUNED_SIGMAS, tuned)) * factor
+                 for tuned in (NLM_TUNED_H, NLM_TUNED_H_COLOR, NLM_TUNED_H_GREY))
+
+
+def bm3d(pixels: np.ndarray, *, sigma: float | None) -> np.ndarray:
+    """BM3D for grey images, CBM3D (BM3D in an opponent colour space) for colour, from the `bm3d` package
+    with its default profile, on the unclipped float input."""
+    try:
+        import bm3d as bm3d_package
+    except ImportError:
+        raise UserError(f"the bm3d baseline needs the bm3d package; {INSTALL_HINT}")
+    sigma = estimate_sigma(pixels) if sigma is None else sigma
+    data = pixels.astype(np.float64)
+    if data.shape[2] == 1:
+        return np.asarray(bm3d_package.bm3d(data[..., 0], sigma_psd=sigma / 255.0), dtype=np.float32)[..., None]
+    return np.asarray(bm3d_package.bm3d_rgb(data, sigma_psd=sigma / 255.0), dtype=np.float32)
+
+
+def estimate_sigma(pixels: np.ndarray) -> float:
+    """Gaussian noise std on the 0..255 scale, estimated from the image itself (wavelet median absolute
+    deviation); for inputs whose noise level nobody told us, such as real noisy photos."""
+    from skimage.restoration import estimate_sigma as skimage_estimate_sigma
+
+    grey = pixels[..., 0] if pixels.shape[2] == 1 else pixels
+    channel_axis = None if pixels.shape[2] == 1 else -1
+    return float(skimage_estimate_sigma(grey, channel_axis=channel_axis, average_sigmas=True)) * 255.0
+
+
+def bicubic(pixels: np.ndarray, *, scale: int) -> np.ndarray:
+    """Pillow's bicubic (a = -0.5) upscaling in float precision."""
+    h, w = pixels.shape[:2]
+    return resize(pixels, (w * scale, h * scale), Image.Resampling.BICUBIC)
+
+
+def lanczos(pixels: np.ndarray, *, scale: int) -> np.ndarray:
+    """Pillow's Lanczos (3 lobes) upscaling in float precision."""
+    h, w = pixels.shape[:2]
+    return resize(pixels, (w * scale, h * scale), Image.Resampling.LANCZOS)
+
+
+def _import_cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise UserError(f"the nlm baseline needs OpenCV; {INSTALL_HINT}")
+    return cv2
+
+
+# The names users pass to --baselines, per task.
+IDENTITY = "noisy"
+DENOISERS = {IDENTITY: noisy, "nlm": nlm, "bm3d": bm3d}
+UPSCALERS = {"bicubic": bicubic, "lanczos": lanczos}
+
+
+def describe(name: str, *, sigma: float | None = None) -> str:
+    """The settings a baseline ran with, stated beside its scores."""
+    if name == "nlm":
+        strengths = "h estimated from each image" if sigma is None else \
+            "h {:.4g}, hColor {:.4g}, h grey {:.4g}".format(*nlm_strengths(sigma))
+        return (f"OpenCV fastNlMeansDenoising(Colored), template {NLM_TEMPLATE_WINDOW}, search {NLM_SEARCH_WINDOW}, "
+                f"{strengths}; 8-bit input; 1 thread")
+    return {
+        "noisy": "the noisy input itself",
+        "bm3d": "bm3d package: BM3D (grey) / CBM3D (colour), default profile, "
+                + ("sigma estimated from each image" if sigma is None else "true sigma"),
+        "bicubic": "Pillow bicubic (a = -0.5) in float precision",
+        "lanczos": "Pillow Lanczos-3 in float precision",
+    }[name]

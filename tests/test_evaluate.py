@@ -1,0 +1,229 @@
+"""`sagan-restore evaluate`: the noise protocol, scoring, the results files, as a user runs it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sagan_restore.checkpoint import save_generator
+from sagan_restore.cli import main
+from sagan_restore.config import EvaluateConfig, GeneratorConfig
+from sagan_restore.evaluate import Condition, Method, evaluate, model_method, protocol_noisy
+from sagan_restore.metrics import psnr
+from sagan_restore.models.generator import UNetGenerator
+
+RECORD_KEYS = {"method", "kind", "set", "task", "sigma", "scale", "input", "psnr", "ssim", "sec_per_mp",
+               "n_images", "details", "images"}
+IMAGE_KEYS = {"name", "psnr", "ssim", "seconds", "megapixels"}
+
+
+def _smooth_image(rng: np.random.Generator, size: int, channels: int) -> np.ndarray:
+    """A uint8 image with structure (gradients plus a few discs), so denoisers have something to keep."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    planes = []
+    for _ in range(channels):
+        a, b = rng.uniform(0.2, 0.8, 2)
+        plane = 60 + 120 * (a * x + b * y)
+        for _ in range(3):
+            cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.25)
+            plane = np.where((y - cy) ** 2 + (x - cx) ** 2 < r**2, rng.uniform(20, 235), plane)
+        planes.append(plane)
+    return np.round(np.stack(planes, axis=2)).astype(np.uint8)
+
+
+def _save(path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(path)
+
+
+@pytest.fixture
+def colour_set(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "tiny"
+    for name in ("b.png", "a.png", "c.png"):  # written out of order: the protocol sorts by name
+        _save(folder / name, _smooth_image(rng, 32, 3))
+    return folder
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "tiny_model.safetensors"
+    save_generator(path, UNetGenerator(GeneratorConfig(width=8, depth=2, attn_levels=(2,))))
+    return path
+
+
+def _recorder(name: str, seen: list) -> Method:
+    def run(pixels, condition):
+        seen.append(pixels.copy())
+        return pixels
+    return Method(name, "model", run, 1, lambda condition: "records its inputs")
+
+
+def test_noise_depends_only_on_image_index_and_sigma():
+    clean = np.full((8, 8, 3), 128, np.uint8)
+    first, again = protocol_noisy(clean, 25, 4), protocol_noisy(clean, 25, 4)
+    assert np.array_equal(first, again)
+    assert np.allclose(first - 128, np.random.default_rng(4).normal(0, 25, clean.shape))
+    assert not np.array_equal(first, protocol_noisy(clean, 25, 5))
+
+
+def test_every_method_gets_the_same_unclipped_noisy_input(colour_set, model_path):
+    seen_before, seen_after, seen_alone = [], [], []
+    cfg = EvaluateConfig(sets=(colour_set,), sigmas=(50.0,), figure_images=0)
+    methods = [_recorder("before", seen_before), model_method(str(model_path), "tiny", device="cpu"),
+               _recorder("after", seen_after)]
+    evaluate(cfg, progress=False, methods=methods)
+    evaluate(cfg, progress=False, methods=[_recorder("alone", seen_alone)])
+    assert len(seen_before) == 3
+    for before, after, alone in zip(seen_before, seen_after, seen_alone):
+        assert np.array_equal(before, after) and np.array_equal(before, alone)
+    names = sorted(p.name for p in colour_set.iterdir())
+    for index, name in enumerate(names):
+        with Image.open(colour_set / name) as im:
+            clean = np.asarray(im)
+        expected = (clean + np.random.default_rng(index).normal(0, 50, clean.shape)) / 255
+        assert np.allclose(seen_before[index], expected, atol=1e-6)
+    stacked = np.stack(seen_before)
+    assert stacked.min() < 0 and stacked.max() > 1  # not clipped
+
+
+def test_quantized_input_is_what_an_8bit_file_holds(colour_set):
+    seen = []
+    cfg = EvaluateConfig(sets=(colour_set,), sigmas=(50.0,), quantized_input=True, figure_images=0)
+    report = evaluate(cfg, progress=False, methods=[_recorder("r", seen)])
+    stacked = np.stack(seen)
+    assert stacked.min() >= 0 and stacked.max() <= 1
+    assert np.allclose(stacked * 255, np.round(stacked * 255), atol=1e-4)
+    assert report.records[0].input == "8bit"
+
+
+def test_identity_score_is_psnr_of_the_clipped_rounded_noisy_image(colour_set):
+    cfg = EvaluateConfig(sets=(colour_set,), sigmas=(25.0,), baselines=("noisy",), figure_images=0)
+    record = evaluate(cfg, progress=False).records[0]
+    expected = []
+    for index, path in enumerate(sorted(colour_set.iterdir())):
+        with Image.open(path) as im:
+            clean = np.asarray(im)
+        noisy = np.round(np.clip(protocol_noisy(clean, 25, index), 0, 255)).astype(np.uint8)
+        expected.append(psnr(noisy, clean, data_range=255))
+    assert record.psnr == pytest.approx(np.mean(expected), abs=1e-9)
+    assert [image.name for image in record.images] == ["a.png", "b.png", "c.png"]
+
+
+def test_cli_writes_results_json_markdown_and_figure(colour_set, model_path, tmp_path, capsys):
+    out = tmp_path / "results"
+    code = main(["evaluate", "--set", str(colour_set), "--model", str(model_path), "--sigma", "15,25",
+                 "--baselines", "noisy,nlm", "--out", str(out), "--no-progress", "--figure-images", "2"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    records = results["records"]
+    assert {(r["method"], r["sigma"]) for r in records} == {(m, s) for m in ("noisy", "nlm", "tiny_model")
+                                                            for s in (15.0, 25.0)}
+    for r in records:
+        assert RECORD_KEYS <= set(r)
+        assert r["set"] == "tiny" and r["task"] == "denoise" and r["n_images"] == 3 == len(r["images"])
+        assert all(IMAGE_KEYS <= set(image) for image in r["images"])
+        assert r["psnr"] == pytest.approx(np.mean([image["psnr"] for image in r["images"]]))
+        assert 0 < r["ssim"] <= 1 and r["sec_per_mp"] > 0
+        assert r["kind"] == ("model" if r["method"] == "tiny_model" else "baseline")
+    by_key = {(r["method"], r["sigma"]): r for r in records}
+    assert by_key[("nlm", 25.0)]["psnr"] > by_key[("noisy", 25.0)]["psnr"] + 1  # NLM really denoises
+    assert {"date", "machine", "versions", "command"} <= set(results["environment"])
+    table = (out / "results.md").read_text()
+    assert "| sigma | noisy | nlm | tiny_model |" in table
+    assert f"{by_key[('nlm', 25.0)]['psnr']:.2f}" in capsys.readouterr().out  # the table is printed too
+    with Image.open(out / "compare_tiny_sigma25.png") as figure:
+        assert figure.width > 400 and figure.height > 200
+
+
+def test_cli_refuses_to_overwrite_results(colour_set, tmp_path, capsys):
+    out = tmp_path / "results"
+    args = ["evaluate", "--set", str(colour_set), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    before = (out / "results.json").read_text()
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == before
+    assert main(args + ["--overwrite"]) == 0
+
+
+def _sr_set(root, *, with_lr: bool, scale: int = 2):
+    rng = np.random.default_rng(1)
+    for name in ("one", "two"):
+        hr = _smooth_image(rng, 33, 3)  # not a multiple of the scale: the HR is cropped to fit
+        _save(root / "HR" / f"{name}.png", hr)
+        if with_lr:
+            lr = Image.fromarray(hr[:32, :32]).resize((16, 16), Image.Resampling.BICUBIC)
+            _save(root / "LR_bicubic" / f"X{scale}" / f"{name}x{scale}.png", np.asarray(lr))
+    return root
+
+
+@pytest.mark.parametrize("with_lr", [True, False])
+def test_sr_sets_with_and_without_provided_inputs(tmp_path, with_lr):
+    folder = _sr_set(tmp_path / "sr", with_lr=with_lr)
+    out = tmp_path / "results"
+    code = main(["evaluate", "--set", str(folder), "--task", "sr", "--scale", "2", "--baselines", "bicubic,lanczos",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert [(r["method"], r["scale"], r["task"]) for r in records] == [("bicubic", 2, "sr"), ("lanczos", 2, "sr")]
+    assert records[0]["input"] == ("provided LR" if with_lr else "bicubic downscale")
+    assert all(25 < r["psnr"] < 60 and r["n_images"] == 2 for r in records)
+    assert (out / "compare_sr_x2.png").exists()
+
+
+def test_paired_set_is_scored_as_given(tmp_path):
+    rng = np.random.default_rng(2)
+    for name in ("p", "q"):
+        clean = _smooth_image(rng, 24, 3)
+        noisy = np.clip(clean + rng.normal(0, 10, clean.shape), 0, 255).astype(np.uint8)
+        _save(tmp_path / "pairs" / "hr" / f"{name}.png", clean)
+        _save(tmp_path / "pairs" / "lr" / f"{name}.png", noisy)
+    out = tmp_path / "results"
+    assert main(["evaluate", "--set", str(tmp_path / "pairs"), "--baselines", "noisy,nlm", "--out", str(out),
+                 "--no-progress"]) == 0
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert {r["input"] for r in records} == {"paired"} and all(r["sigma"] is None for r in records)
+    noisy = next(r for r in records if r["method"] == "noisy")
+    assert 20 < noisy["psnr"] < 35
+
+
+def test_user_errors_are_one_line(colour_set, model_path, tmp_path, capsys):
+    out = str(tmp_path / "results")
+    assert main(["evaluate", "--set", str(colour_set), "--baselines", "bicubic", "--out", out]) == 2
+    assert "not a denoise baseline" in capsys.readouterr().err
+    assert main(["evaluate", "--set", str(tmp_path / "missing"), "--out", out]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["evaluate", "--set", str(colour_set), "--task", "sr", "--model", str(model_path),
+                 "--out", out]) == 2
+    assert "x1" in capsys.readouterr().err
+    assert main(["evaluate", "--set", str(colour_set), "--baselines", "none", "--out", out]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_bm3d_denoises_a_tiny_image():
+    pytest.importorskip("bm3d")
+    from sagan_restore.baselines import bm3d as bm3d_baseline
+
+    clean = _smooth_image(np.random.default_rng(5), 32, 3)
+    noisy = protocol_noisy(clean, 25, 0) / 255
+    out = bm3d_baseline(noisy.astype(np.float32), sigma=25)
+    out_u8 = np.round(np.clip(out, 0, 1) * 255)
+    noisy_u8 = np.round(np.clip(noisy, 0, 1) * 255)
+    assert psnr(out_u8, clean, data_range=255) > psnr(noisy_u8, clean, data_range=255) + 5
+
+
+def test_condition_labels():
+    assert Condition("denoise", 25.0).label == "sigma 25"
+    assert Condition("sr", None, 4).label == "x4"
+
+
+def test_models_run_with_the_tiles_asked_for(colour_set, model_path, tmp_path):
+    out = tmp_path / "results"
+    assert main(["evaluate", "--set", str(colour_set), "--model", str(model_path), "--tile", "0", "--baselines",
+                 "none", "--out", str(out), "--no-progress", "--figure-images", "0"]) == 0
+    (record,) = json.loads((out / "results.json").read_text())["records"]
+    assert "whole images" in record["details"]
