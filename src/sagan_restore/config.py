@@ -59,7 +59,7 @@ class TrainConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     load_size: int | None = None  # resize so the shorter side is this before cropping
-    crop: int = 96  # target-side crop size
+    crop: int = 64  # target-side crop size
     augment: bool = True  # random flips and 90-degree rotations
     iters: int = 5_000
     batch: int = 8  # the global batch: split over torchrun processes and accumulation steps
@@ -68,7 +68,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
     adv_weight: float = 1.0
     l1_weight: float = 100.0  # pix2pix's value: L1 anchors content, D adds texture
-    d_width: int = 64
+    d_width: int = 32  # pix2pix uses 64; 32 costs a quarter of the FLOPs and judges 70x70 patches all the same
     d_layers: int = 3  # 3 layers give the 70x70 receptive field of pix2pix
     spectral_norm: bool = False
     seed: int = 0
