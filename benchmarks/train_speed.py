@@ -178,18 +178,21 @@ def report(args, results: dict, capacity: dict, *, commit: str, load_before: flo
         f"batch {cfg.batch}, denoising at sigma {cfg.degradation.sigma[0]:g}; data: the "
         f"{len(corpus.builtin_photo_paths())} photos of the built-in corpus as `--clean`. Per run, medians over "
         f"steps {args.warmup + 1}-{args.iters}; {args.rounds} interleaved round(s) of all variants, median "
-        "over rounds (the spread column is the slowest and fastest round).",
+        "over rounds, with the slowest and fastest round beside it. Speed-ups are taken against the default "
+        "run of the same round (median, and range over rounds), since the machine's load drifts between rounds.",
         "",
-        "| variant | flags | it/s | images/s | images/s, rounds | waiting for data | " +
+        "| variant | flags | it/s | images/s | images/s, rounds | vs default, same round | waiting for data | " +
         ("GPU peak memory | GPU utilisation |" if args.device == "cuda" else "peak RSS |"),
-        "| --- | --- | ---: | ---: | ---: | ---: | " + ("---: | ---: |" if args.device == "cuda" else "---: |"),
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | " + ("---: | ---: |" if args.device == "cuda" else "---: |"),
     ]
     base = results.get("default")
     for name, r in results.items():
-        ratio = f" ({r['images_per_s'] / base['images_per_s']:.2f}x)" if base and name != "default" else ""
         low, high = r["images_range"]
+        ratios = r.get("ratios")
+        versus = (f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+                  if ratios and name != "default" else "-")
         row = (f"| {name} | `{' '.join(VARIANTS[name]) or '-'}` | {r['it_per_s']:.2f} | "
-               f"{r['images_per_s']:.1f}{ratio} | {low:.1f}-{high:.1f} | {100 * r['data_wait']:.1f}% | ")
+               f"{r['images_per_s']:.1f} | {low:.1f}-{high:.1f} | {versus} | {100 * r['data_wait']:.1f}% | ")
         if args.device == "cuda":
             util = r.get("gpu_util_median")
             row += f"{r['gpu_peak_mb']:.0f} MB | {'-' if util is None else f'{util:.0f}%'} |"
@@ -229,6 +232,9 @@ def main(argv=None) -> None:
                 runs[name].append(run_variant(name, args, data, Path(tmp) / f"round{round_}"))
                 print(f"round {round_ + 1}, {name}: {runs[name][-1]}", flush=True)
         results = {name: combine(found) for name, found in runs.items()}
+        if "default" in runs:  # each variant against the default of its own round: load drifts between rounds
+            for name, found in runs.items():
+                results[name]["ratios"] = [r["images_per_s"] / d["images_per_s"] for r, d in zip(found, runs["default"])]
     text = report(args, results, capacity, commit=commit, load_before=load_before, load_after=os.getloadavg()[0])
     print(text)
     if not args.no_doc:
