@@ -63,3 +63,21 @@ def test_package_model_recipe_writes_half_precision_weights(tmp_path, weights_di
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
     _, info = checkpoint.load_model("denoise")
     assert info["name"] == "denoise" and info["parameters"] > 0 and info["train_seconds"] > 0
+
+
+def test_enhance_without_model_uses_the_shipped_denoiser(tmp_path, weights_dir):
+    import numpy as np
+    from PIL import Image
+
+    from conftest import save_png, smooth_image
+
+    checkpoint.save_generator(weights_dir / "denoise.safetensors", UNetGenerator(GeneratorConfig(width=8, depth=2)))
+    save_png(tmp_path / "photo.png", smooth_image(np.random.default_rng(0), 24, 30))
+    assert main(["enhance", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    with Image.open(tmp_path / "out" / "photo.png") as im:
+        assert im.size == (30, 24)
+
+
+def test_shipped_weights_are_under_20_mb():
+    total = sum(p.stat().st_size for p in zoo.WEIGHTS_DIR.glob("*.safetensors"))
+    assert total < 20e6

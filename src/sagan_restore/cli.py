@@ -212,7 +212,9 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="image files, folders or quoted glob patterns such as 'photos/*.jpg'")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
-    p.add_argument("--model", required=True, help="run folder, .safetensors file or .pt checkpoint")
+    p.add_argument("--model", default="denoise",
+                   help="pretrained model name (see `sagan-restore models`; default denoise), run folder, "
+                        ".safetensors file or .pt checkpoint")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     files = p.add_argument_group("files")
     files.add_argument("--recursive", action="store_true",
