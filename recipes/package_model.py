@@ -50,11 +50,15 @@ def half_precision_loss_db(model, half_model) -> float:
     return psnr(np.clip(full, 0, 1), clean) - psnr(np.clip(half, 0, 1), clean)
 
 
+BASELINES = {"noisy", "nlm", "bm3d", "bicubic", "lanczos"}
+
+
 def summarise_scores(results_json: Path) -> list[dict]:
+    """The model's own records of an evaluate run (the baselines stay in the model card)."""
     records = json.loads(results_json.read_text())
     records = records["records"] if isinstance(records, dict) else records
-    keep = ("method", "set", "task", "sigma", "scale", "psnr", "ssim", "sec_per_mp", "n_images", "input")
-    return [{k: r[k] for k in keep if k in r} for r in records]
+    keep = ("set", "task", "sigma", "scale", "psnr", "ssim", "sec_per_mp", "n_images", "input")
+    return [{k: r[k] for k in keep if k in r} for r in records if r["method"] not in BASELINES]
 
 
 def main(argv=None) -> int:
@@ -73,6 +77,7 @@ def main(argv=None) -> int:
     info = {
         **info,
         "name": args.name,
+        "steps": info.get("steps", info.get("step")),
         "recipe": args.recipe,
         "hardware": args.hardware,
         "train_seconds": training_seconds(run_dir),
