@@ -255,7 +255,8 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, whol
         "- utilisation: achieved GFLOP/s (the FLOPs of the forwards the model really ran, tiles and their "
         "overlap included, over the seconds) divided by the larger of two dense fp32 references, a square "
         f"matrix product ({'4096' if device == 'cuda' else '2048'}^2) and a 3x3 convolution 128->128 on 256x256 "
-        "(median of 5 each), measured in the same process right after each timing",
+        "(median of 5 each), measured in the same process right after each timing; other work on the machine "
+        "changes both within seconds, so a value above 100% means the load shifted between the two",
         "",
         "Inference through `Enhancer.load(model, tile=...)` and `Enhancer.enhance_pixels` (float RGB input, "
         "output copied back to the host), each row in a fresh process. MP and size are of the output (an SR "
