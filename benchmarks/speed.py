@@ -101,6 +101,7 @@ def time_inference(job: dict) -> dict:
     device = job["device"]
     if job["threads"]:
         torch.set_num_threads(job["threads"])
+    reference_before = peak_gflops(device)
     enhancer = Enhancer.load(job["model"], device=device, tile=job["tile"])
     enhancer.enhance_pixels(np.zeros((64, 64, 3), np.float32))  # one-off set-up outside the timing
     image = np.random.default_rng(0).random((job["height"], job["width"], 3), dtype=np.float32)
@@ -125,10 +126,11 @@ def time_inference(job: dict) -> dict:
     }
     if device == "cuda":
         result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    # The reference for utilisation, measured right after the timing in the same process and conditions
-    # (after, so its buffers do not count in the memory figures above): on a shared machine the attainable
-    # rate drifts with the load, and a peak measured minutes apart would not be comparable.
-    return {**result, **peak_gflops(device)}
+    # The reference for utilisation, measured just before and just after the timing in the same process:
+    # on a shared machine the attainable rate drifts with the load, so a peak measured minutes apart would
+    # not be comparable; the better of the two is what the machine could give around the timing.
+    reference_after = peak_gflops(device)
+    return {**result, **{k: max(reference_before[k], reference_after[k]) for k in reference_after}}
 
 
 def peak_gflops(device: str) -> dict:
@@ -255,7 +257,9 @@ def section(env: dict, model_label: str, cfg: GeneratorConfig, params: int, whol
         "- utilisation: achieved GFLOP/s (the FLOPs of the forwards the model really ran, tiles and their "
         "overlap included, over the seconds) divided by the larger of two dense fp32 references, a square "
         f"matrix product ({'4096' if device == 'cuda' else '2048'}^2) and a 3x3 convolution 128->128 on 256x256 "
-        "(median of 5 each), measured in the same process right after each timing",
+        "(median of 5 each, the better of a measurement just before and one just after each timing, in the "
+        "same process); other work on the machine changes both within seconds, so a value above 100% means "
+        "the load shifted during the timing",
         "",
         "Inference through `Enhancer.load(model, tile=...)` and `Enhancer.enhance_pixels` (float RGB input, "
         "output copied back to the host), each row in a fresh process. MP and size are of the output (an SR "
