@@ -48,32 +48,10 @@ from sagan_restore.export import export_onnx, onnx_parity, parity_image  # noqa:
 from sagan_restore.infer.enhance import Enhancer  # noqa: E402
 from sagan_restore.infer.tiling import estimate_tile_bytes, plan_grid  # noqa: E402
 from sagan_restore.models.attention import SelfAttention2d  # noqa: E402
-from sagan_restore.models.generator import UNetGenerator  # noqa: E402
+from sagan_restore.models.generator import UNetGenerator, count_flops  # noqa: E402
+from benchdoc import DOC, git_commit, replace_section  # noqa: E402
 
-DOC = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "enhance_speed"
-
-
-def replace_section(body: str) -> None:
-    """Put `body` between this script's markers in docs/BENCHMARKS.md, leaving other sections alone."""
-    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    section = f"{begin}\n{body.strip()}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def cpu_name() -> str:
@@ -84,33 +62,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-def count_flops(model: UNetGenerator, height: int, width: int) -> int:
-    """Multiply-adds x 2 of one forward on a (height, width) input: convolutions and attention, counted
-    by hooks on a weightless copy of the model on the meta device (shapes only, no arithmetic)."""
-    total = 0
-
-    def conv_hook(module, inputs, output):
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
-
-    def attn_hook(module, inputs, output):
-        nonlocal total
-        b, c, h, w = inputs[0].shape
-        n, d = h * w, max(c // 8, 1)
-        total += 2 * b * n * n * (d + c)  # q k^T and attn @ v
-
-    shadow = UNetGenerator(model.cfg).to("meta")
-    for m in shadow.modules():
-        if isinstance(m, nn.Conv2d):
-            m.register_forward_hook(conv_hook)
-        elif isinstance(m, SelfAttention2d):
-            m.register_forward_hook(attn_hook)
-    with torch.no_grad():
-        shadow(torch.zeros(1, model.cfg.in_channels, height, width, device="meta"))
-    return total
 
 
 def photo(width: int, height: int, *, noise: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -448,7 +399,7 @@ def main() -> None:
     report(f"Untiled, a 12 MP photo would give the bottleneck attention {tokens:,} tokens, and its attention "
            f"matrix alone would take {tokens**2 * 4 / 1e9:.0f} GB in float32: that is why enhance tiles by "
            "default. Target: 12 MP under 3 GB.")
-    replace_section("\n".join(lines))
+    replace_section(SECTION, "\n".join(lines))
     shutil.rmtree(work)
     print(f"\nwrote the {SECTION} section of {DOC}")
 
