@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -44,6 +43,7 @@ sys.path.insert(0, str(REPO / "src"))
 from sagan_restore.checkpoint import load_model, save_generator  # noqa: E402
 from sagan_restore.config import GeneratorConfig  # noqa: E402
 from sagan_restore.errors import UserError  # noqa: E402
+from sagan_restore.evaluate import cpu_name  # noqa: E402
 from sagan_restore.export import export_onnx, onnx_parity, parity_image  # noqa: E402
 from sagan_restore.infer.enhance import Enhancer  # noqa: E402
 from sagan_restore.infer.tiling import estimate_tile_bytes, plan_grid  # noqa: E402
@@ -52,16 +52,6 @@ from sagan_restore.models.generator import UNetGenerator, count_flops  # noqa: E
 from benchdoc import DOC, git_commit, replace_section  # noqa: E402
 
 SECTION = "enhance_speed"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def photo(width: int, height: int, *, noise: float = 0.0, seed: int = 0) -> np.ndarray:
