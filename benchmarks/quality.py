@@ -32,6 +32,8 @@ PUBLISHED_COUNTERPART = {("McMaster", "bm3d"): "CBM3D (classical)", ("Set12", "b
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", dest="models", action="append", default=[], help="model to score; repeatable")
+    p.add_argument("--realism", help="realism points scored for models with a GAN variant, e.g. 0,0.5,1 "
+                                     "(default: each model's documented point)")
     p.add_argument("--sets", default="McMaster,Set12,Set5", help="subset of McMaster,Set12,Set5")
     p.add_argument("--sigmas", default="15,25,50", help="noise levels for the denoising sets")
     p.add_argument("--scales", default="2,4", help="factors for the SR sets")
@@ -58,8 +60,10 @@ def run(args: argparse.Namespace) -> Report:
     if not sets or unknown or bad_baselines:
         sys.exit(f"quality.py: choose sets from {DENOISING_SETS + SR_SETS} (unknown: {unknown}) and baselines "
                  f"from {[*baselines.DENOISERS, *baselines.UPSCALERS]} (unknown: {bad_baselines})")
-    models = [model_method(spec, name, device=args.device, tile=args.tile)
-              for spec, name in zip(args.models, model_names(tuple(args.models)))]
+    points = [float(r) for r in split_list(args.realism)] if args.realism else [None]
+    models = [model_method(spec, name if r is None else f"{name} r{r:g}", device=args.device, tile=args.tile,
+                           realism=r)
+              for spec, name in zip(args.models, model_names(tuple(args.models))) for r in points]
     records, comparisons, environment = [], [], None
     for task, set_names, table in (("denoise", DENOISING_SETS, baselines.DENOISERS),
                                    ("sr", SR_SETS, baselines.UPSCALERS)):
@@ -115,6 +119,10 @@ def set_section(set_name: str, records: list[Record], published: tuple[list[str]
              f"Measured here, this run ({records[0].n_images} images, mean; input: {records[0].input}):", "",
              markdown_table([f"method \\ {head}"] + conditions,
                             [[label(m)] + [_quality(cell.get((m, c))) for c in conditions] for m in methods]),
+             "", "Sharpness ratio (high-frequency energy of the output over the ground truth's, on what PSNR "
+                 "scores; 1.0 ideal, below = smoother, above = noisier or invented detail):", "",
+             markdown_table([f"method \\ {head}"] + conditions,
+                            [[label(m)] + [_sharpness(cell.get((m, c))) for c in conditions] for m in methods]),
              "", "Seconds per megapixel, measured here in the same run (median over images):", "",
              markdown_table([f"method \\ {head}"] + conditions,
                             [[label(m)] + [_speed(cell.get((m, c))) for c in conditions] for m in methods])]
@@ -144,6 +152,10 @@ def _gaps(set_name: str, records: list[Record], published: tuple[list[str], list
 
 def _quality(r: Record | None) -> str:
     return "not run" if r is None else f"{r.psnr:.2f} / {r.ssim:.4f}"
+
+
+def _sharpness(r: Record | None) -> str:
+    return "not run" if r is None else f"{r.sharpness:.3f}"
 
 
 def _speed(r: Record | None) -> str:

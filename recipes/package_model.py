@@ -2,7 +2,10 @@
 """Package a trained generator as a shipped model: src/sagan_restore/weights/NAME.safetensors.
 
     python recipes/package_model.py RUN_DIR --name denoise --recipe recipes/denoise.sh \
-        [--scores eval/results.json] [--hardware "2-core CPU"]
+        [--scores eval/results.json] [--hardware "2-core CPU"] [--gan]
+
+--gan packages a GAN fine-tune of the model as its realism variant, NAME_gan.safetensors, which
+`enhance --realism` interpolates towards.
 
 Weights are stored in float16 (half the size); the script checks that this moves the output by less than
 0.01 dB on scikit-image's held-out photo before writing. The metadata records the recipe, the steps,
@@ -24,7 +27,7 @@ import torch
 
 from sagan_restore import checkpoint
 from sagan_restore.data.corpus import validation_photo_path
-from sagan_restore.data.degradations import gaussian_noise
+from sagan_restore.data.degradations import downscale, gaussian_noise
 from sagan_restore.io import read_image
 from sagan_restore.metrics import psnr
 from sagan_restore.models import zoo
@@ -41,9 +44,15 @@ def training_seconds(run: Path) -> float | None:
 
 
 def half_precision_loss_db(model, half_model) -> float:
+    """PSNR on the held-out photo (noisy at sigma 25, or downscaled for SR) lost by float16 storage."""
     clean = read_image(validation_photo_path()).pixels
-    noisy = gaussian_noise(clean, 25, np.random.default_rng(0))
-    x = torch.from_numpy(noisy.transpose(2, 0, 1).copy())[None]
+    scale = model.cfg.scale
+    if scale > 1:
+        clean = clean[: clean.shape[0] // scale * scale, : clean.shape[1] // scale * scale]
+        degraded = downscale(clean, scale)
+    else:
+        degraded = gaussian_noise(clean, 25, np.random.default_rng(0))
+    x = torch.from_numpy(degraded.transpose(2, 0, 1).copy())[None]
     with torch.no_grad():
         full = model(x)[0].numpy().transpose(1, 2, 0)
         half = half_model(x)[0].numpy().transpose(1, 2, 0)
@@ -57,8 +66,9 @@ def summarise_scores(results_json: Path) -> list[dict]:
     """The model's own records of an evaluate run (the baselines stay in the model card)."""
     records = json.loads(results_json.read_text())
     records = records["records"] if isinstance(records, dict) else records
-    keep = ("set", "task", "sigma", "scale", "psnr", "ssim", "sec_per_mp", "n_images", "input")
-    return [{k: r[k] for k in keep if k in r} for r in records if r["method"] not in BASELINES]
+    keep = ("set", "task", "sigma", "scale", "realism", "psnr", "ssim", "sharpness", "sec_per_mp", "n_images",
+            "input")
+    return [{k: r[k] for k in keep if r.get(k) is not None} for r in records if r["method"] not in BASELINES]
 
 
 def main(argv=None) -> int:
@@ -68,15 +78,17 @@ def main(argv=None) -> int:
     parser.add_argument("--recipe", required=True, help="the committed recipe that trained it")
     parser.add_argument("--scores", type=Path, help="results.json from sagan-restore evaluate")
     parser.add_argument("--hardware", default="2-core CPU (AMD EPYC), no GPU")
+    parser.add_argument("--gan", action="store_true", help="package the realism (GAN) variant of --name")
     args = parser.parse_args(argv)
 
-    model, info = checkpoint.load_model(args.run)
-    out = zoo.PRETRAINED[args.name].path
+    model, info = checkpoint.load_model(args.run, realism=0)
+    pretrained = zoo.PRETRAINED[args.name]
+    out = pretrained.realism_path if args.gan else pretrained.path
     out.parent.mkdir(parents=True, exist_ok=True)
     run_dir = args.run if args.run.is_dir() else args.run.parent.parent
     info = {
         **info,
-        "name": args.name,
+        "name": f"{args.name}_gan" if args.gan else args.name,
         "steps": info.get("steps", info.get("step")),
         "recipe": args.recipe,
         "hardware": args.hardware,

@@ -14,9 +14,9 @@ from sagan_restore.evaluate import Condition, Method, evaluate, model_method, pr
 from sagan_restore.metrics import psnr
 from sagan_restore.models.generator import UNetGenerator
 
-RECORD_KEYS = {"method", "kind", "set", "task", "sigma", "scale", "input", "psnr", "ssim", "sec_per_mp",
-               "n_images", "details", "images"}
-IMAGE_KEYS = {"name", "psnr", "ssim", "seconds", "megapixels"}
+RECORD_KEYS = {"method", "kind", "set", "task", "sigma", "scale", "input", "psnr", "ssim", "sharpness",
+               "realism", "sec_per_mp", "n_images", "details", "images"}
+IMAGE_KEYS = {"name", "psnr", "ssim", "sharpness", "seconds", "megapixels"}
 
 
 def _smooth_image(rng: np.random.Generator, size: int, channels: int) -> np.ndarray:

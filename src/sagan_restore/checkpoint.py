@@ -190,10 +190,53 @@ def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerato
     return model.to(device).eval(), info
 
 
-def load_model(spec: str | Path, *, device="cpu") -> tuple[UNetGenerator, dict]:
+def load_model(spec: str | Path, *, device="cpu", realism: float | None = None,
+               realism_model: str | Path | None = None) -> tuple[UNetGenerator, dict]:
     """A generator from a pretrained name (see models/zoo.py), a run folder (its generator.safetensors,
-    else its newest checkpoint), a .safetensors file or a .pt checkpoint."""
+    else its newest checkpoint), a .safetensors file or a .pt checkpoint.
+
+    realism: 0 = the (fidelity) model itself, 1 = its GAN fine-tune, in between = network interpolation of
+    the two; None = the documented default of a pretrained name, else 0. The GAN weights come from
+    `realism_model`, else from NAME_gan.safetensors beside a NAME.safetensors model (how the shipped ones
+    are stored).
+    """
+    if realism is None:
+        realism = zoo.default_realism(spec) if realism_model is None else 1.0
+    if not 0 <= realism <= 1:
+        raise UserError(f"--realism {realism:g}: must be between 0 (faithful) and 1 (sharpest)")
     path = zoo.resolve(spec)
+    model, info = _load_one(path, device=device)
+    if realism == 0 and realism_model is None:
+        return model, info
+    partner = zoo.resolve(realism_model) if realism_model is not None else realism_partner(path)
+    if partner is None:
+        raise UserError(f"--realism {realism:g}: {spec} has no realism (GAN) variant beside it; pass "
+                        f"--realism-model with a GAN fine-tune of it, or leave --realism at 0")
+    gan, gan_info = _load_one(partner, device=device)
+    if gan.cfg != model.cfg:
+        raise UserError(f"--realism-model {partner}: its architecture differs from {path}'s, so the two "
+                        f"cannot be interpolated; it must be fine-tuned from that model (train --init-from)")
+    interpolate_weights(model, gan, realism)
+    return model, {**info, "realism": realism, "realism_model": str(partner)}
+
+
+def realism_partner(path: Path) -> Path | None:
+    """The GAN variant stored beside a model file: NAME_gan.safetensors next to NAME.safetensors."""
+    partner = path.with_name(f"{path.stem}_gan.safetensors")
+    return partner if path.suffix == ".safetensors" and partner.exists() else None
+
+
+@torch.no_grad()
+def interpolate_weights(fidelity: UNetGenerator, gan: UNetGenerator, realism: float) -> None:
+    """Network interpolation (Wang et al., ESRGAN 2018): every weight of `fidelity` becomes
+    (1 - realism) * fidelity + realism * gan. It works because the GAN model was fine-tuned from the
+    fidelity one, so the two stay in the same basin and the blend moves smoothly from faithful to sharp."""
+    gan_state = gan.state_dict()
+    for name, tensor in fidelity.state_dict().items():
+        tensor.lerp_(gan_state[name].to(tensor.dtype), realism)
+
+
+def _load_one(path: Path, *, device) -> tuple[UNetGenerator, dict]:
     if path.is_dir():
         if (path / "generator.safetensors").exists():
             return load_generator(path / "generator.safetensors", device=device)

@@ -212,9 +212,16 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="image files, folders or quoted glob patterns such as 'photos/*.jpg'")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
-    p.add_argument("--model", default="denoise",
-                   help="pretrained model name (see `sagan-restore models`; default denoise), run folder, "
-                        ".safetensors file or .pt checkpoint")
+    p.add_argument("--model",
+                   help="pretrained model name (see `sagan-restore models`; default denoise, or the srN model "
+                        "for --scale N), run folder, .safetensors file or .pt checkpoint")
+    p.add_argument("--scale", type=int, help="upscale by this factor with the shipped model for it (2 or 4)")
+    p.add_argument("--realism", type=float, metavar="R",
+                   help="0 = most faithful (highest PSNR) .. 1 = sharpest (the GAN variant); values between "
+                        "interpolate the two models' weights. Default: the model's documented point (see "
+                        "`sagan-restore models`), 0 for your own models")
+    p.add_argument("--realism-model", metavar="M",
+                   help="the GAN fine-tune of your own --model that --realism leans towards")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     files = p.add_argument_group("files")
     files.add_argument("--recursive", action="store_true",
@@ -246,13 +253,26 @@ def run_enhance(args) -> int:
         raise UserError(f"--quality {args.quality}: must be between 1 and 100")
     if args.max_pixels < 1:
         raise UserError(f"--max-pixels must be at least 1, not {args.max_pixels:g}")
-    enhancer = Enhancer.load(args.model, device=args.device, tile=args.tile, overlap=args.overlap,
-                             batch=args.batch, half=args.half, compile=args.compile)
+    enhancer = Enhancer.load(enhance_model(args.model, args.scale), device=args.device, tile=args.tile,
+                             overlap=args.overlap, batch=args.batch, half=args.half, compile=args.compile,
+                             realism=args.realism, realism_model=args.realism_model)
+    if args.scale is not None and enhancer.scale != args.scale:
+        raise UserError(f"--scale {args.scale}: --model {args.model} upscales x{enhancer.scale}; leave out one "
+                        f"of the two")
     report = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
                            skip_existing=args.skip_existing, recursive=args.recursive, quality=args.quality,
                            max_pixels=int(args.max_pixels), progress=not args.no_progress)
     print(report.summary(args.out))
     return 1 if report.failed else 0
+
+
+def enhance_model(model: str | None, scale: int | None) -> str:
+    """--model wins; else --scale N picks the shipped srN; else the shipped denoiser."""
+    from sagan_restore.models import zoo
+
+    if model is not None:
+        return model
+    return zoo.for_scale(scale).name if scale not in (None, 1) else "denoise"
 
 
 def add_export_parser(sub) -> None:
@@ -299,8 +319,24 @@ def run_models(args) -> int:
         print(f"  {params / 1e6:.2f} M parameters, {info.get('gflops_per_mp')} GFLOPs/megapixel, "
               f"{steps} training steps, recipe {info.get('recipe')}")
         for score in info.get("scores", []):
-            level = f"sigma {score['sigma']}" if "sigma" in score else f"x{score.get('scale')}"
-            print(f"  {score['set']} {level}: {score['psnr']:.2f} dB PSNR, SSIM {score['ssim']:.4f}")
+            print(f"  {_score_line(score)}")
+        if m.has_realism:
+            _, gan_info = load_generator(m.realism_path)
+            print(f"  realism variant (GAN fine-tune, {gan_info.get('steps')} steps, recipe "
+                  f"{gan_info.get('recipe')}); enhance uses --realism {m.default_realism:g} unless told")
+            for score in gan_info.get("scores", []):
+                print(f"  {_score_line(score)}")
+    return 0
+
+
+def _score_line(score: dict) -> str:
+    level = f"sigma {score['sigma']}" if "sigma" in score else f"x{score.get('scale')}"
+    realism = f" at realism {score['realism']:g}" if "realism" in score else ""
+    sharpness = f", sharpness {score['sharpness']:.2f}" if "sharpness" in score else ""
+    return f"{score['set']} {level}{realism}: {score['psnr']:.2f} dB PSNR, SSIM {score['ssim']:.4f}{sharpness}"
+
+
+def _unused():
     return 0
 
 
@@ -328,7 +364,9 @@ def add_evaluate_parser(sub) -> None:
                    help="test set: a folder of clean images (denoise), HR/ [+ LR_bicubic/X{s}/] (sr; without "
                         "LR files, HR is bicubic-downscaled), or lr/ + hr/ pairs; repeat for several sets")
     p.add_argument("--model", dest="models", action="append", default=[], metavar="M",
-                   help="run folder, .safetensors file or .pt checkpoint; repeat to compare models")
+                   help="pretrained name, run folder, .safetensors file or .pt checkpoint; repeat to compare")
+    p.add_argument("--realism", help="realism points to score for models with a GAN variant, e.g. 0,0.5,1 "
+                                     "(default: each model's documented point)")
     p.add_argument("--task", choices=["denoise", "sr"], default="denoise")
     p.add_argument("--sigma", default="25", help="noise levels (0..255 scale), e.g. 15,25,50 (default 25)")
     p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")
@@ -369,6 +407,7 @@ def evaluate_config_from_args(args):
     return EvaluateConfig(
         sets=tuple(args.sets), task=args.task, sigmas=_number_list(args.sigma, kind=float, option="--sigma"),
         scales=scales, models=tuple(args.models),
+        realism=_number_list(args.realism, kind=float, option="--realism") if args.realism else (),
         baselines=_names(args.baselines if args.baselines is not None else default_baselines),
         quantized_input=args.quantized_input, device=args.device, threads=args.threads, tile=args.tile,
         figure_images=args.figure_images,

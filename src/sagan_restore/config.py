@@ -97,7 +97,8 @@ class EvaluateConfig:
     task: str = "denoise"  # "denoise" or "sr"; a paired lr/ + hr/ set follows its own size ratio
     sigmas: tuple[float, ...] = (25.0,)  # protocol noise levels on the 0..255 scale (denoise)
     scales: tuple[int, ...] = (4,)  # upscaling factors (sr)
-    models: tuple[str, ...] = ()  # run folders, .safetensors or .pt files
+    models: tuple[str, ...] = ()  # pretrained names, run folders, .safetensors or .pt files
+    realism: tuple[float, ...] = ()  # points scored for models with a GAN variant; (): each model's default
     baselines: tuple[str, ...] = ()  # names from sagan_restore.baselines
     quantized_input: bool = False  # clip and round noisy inputs to 8 bits, as a saved file would be
     device: str = "auto"

@@ -36,7 +36,7 @@ from sagan_restore.data.datasets import PAIRED_FOLDER_NAMES, match_pairs, pair_s
 from sagan_restore.data.degradations import downscale, quantize_8bit
 from sagan_restore.errors import UserError
 from sagan_restore.io import list_images, quantize, read_image
-from sagan_restore.metrics import psnr, rgb_to_y, shave, ssim
+from sagan_restore.metrics import psnr, rgb_to_y, sharpness_ratio, shave, ssim
 
 PROTOCOL_INPUT = "unclipped"  # the noisy float image as the protocol defines it
 QUANTIZED_INPUT = "8bit"  # clipped and rounded to 8 bits, like a file a user brings
@@ -82,6 +82,7 @@ class Method:
     run: Callable[[np.ndarray, Condition], np.ndarray]
     scale: int | None  # a model's fixed factor (1 = restoration); None: a baseline, any factor
     describe: Callable[[Condition], str]
+    realism: float | None = None  # a model's point between its fidelity (0) and GAN (1) weights
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ImageScore:
     name: str
     psnr: float
     ssim: float
+    sharpness: float  # high-frequency energy of the output over the ground truth's (metrics.sharpness_ratio)
     seconds: float
     megapixels: float  # of the output
 
@@ -104,6 +106,8 @@ class Record:
     input: str  # what methods received: unclipped / 8bit noisy, provided / downscaled LR, paired
     psnr: float  # mean over images
     ssim: float  # mean over images
+    sharpness: float  # mean over images; 1.0 = as much fine detail as the ground truth
+    realism: float | None  # models with a GAN variant: the interpolation point scored
     sec_per_mp: float  # median over images
     n_images: int
     details: str
@@ -137,15 +141,17 @@ def protocol_noisy(clean: np.ndarray, sigma: float, index: int) -> np.ndarray:
     return clean.astype(np.float64) + noise
 
 
-def score(output: np.ndarray, target: np.ndarray, condition: Condition) -> tuple[float, float]:
-    """(PSNR, SSIM) of a method's float output against the uint8 target, after rounding to 8 bits."""
+def score(output: np.ndarray, target: np.ndarray, condition: Condition) -> tuple[float, float, float]:
+    """(PSNR, SSIM, sharpness ratio) of a method's float output against the uint8 target, after rounding to
+    8 bits. Sharpness is measured on what PSNR is: the shaved Y channel for SR, all channels otherwise."""
     out = quantize(output, 8)
     if out.shape != target.shape:
         raise ValueError(f"output {out.shape} does not match the target {target.shape}")
     if condition.task == "sr":
         out_y, target_y = shave(rgb_to_y(out), condition.scale), shave(rgb_to_y(target), condition.scale)
-        return psnr(out_y, target_y, data_range=255), ssim(out_y, target_y, gaussian=True)
-    return psnr(out, target, data_range=255), ssim(out, target)
+        return (psnr(out_y, target_y, data_range=255), ssim(out_y, target_y, gaussian=True),
+                sharpness_ratio(out_y, target_y))
+    return psnr(out, target, data_range=255), ssim(out, target), sharpness_ratio(out, target)
 
 
 def bicubic_input(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -261,16 +267,19 @@ def baseline_method(name: str, task: str) -> Method:
     return Method(name, "baseline", run, None, lambda condition: baselines.describe(name, sigma=condition.sigma))
 
 
-def model_method(spec: str, name: str, *, device: str, tile: int | None = None) -> Method:
+def model_method(spec: str, name: str, *, device: str, tile: int | None = None,
+                 realism: float | None = None) -> Method:
     from sagan_restore.infer.enhance import Enhancer
 
-    enhancer = Enhancer.load(spec, device=device, tile=tile)
+    enhancer = Enhancer.load(spec, device=device, tile=tile, realism=realism)
     enhancer.enhance_pixels(np.zeros((16, 16, 3), dtype=np.float32))  # first call pays one-off set-up costs
     tiles = "whole images" if enhancer.settings.tile == 0 else \
         f"tiles of {enhancer.settings.tile} px overlapping by {enhancer.settings.overlap}"
-    details = f"model {spec} ({enhancer.device}, {tiles})"
+    point = enhancer.info.get("realism", realism)
+    realism_note = f", realism {point:g}" if point is not None else ""
+    details = f"model {spec} ({enhancer.device}, {tiles}{realism_note})"
     return Method(name, "model", lambda pixels, condition: enhancer.enhance_pixels(pixels), enhancer.scale,
-                  lambda condition: details)
+                  lambda condition: details, point)
 
 
 def model_names(specs: tuple[str, ...]) -> list[str]:
@@ -285,8 +294,12 @@ def model_names(specs: tuple[str, ...]) -> list[str]:
 
 def build_methods(cfg: EvaluateConfig) -> list[Method]:
     methods = [baseline_method(name, cfg.task) for name in cfg.baselines]
-    methods += [model_method(spec, name, device=cfg.device, tile=cfg.tile)
-                for spec, name in zip(cfg.models, model_names(cfg.models))]
+    for spec, name in zip(cfg.models, model_names(cfg.models)):
+        if not cfg.realism:
+            methods.append(model_method(spec, name, device=cfg.device, tile=cfg.tile))
+            continue
+        methods += [model_method(spec, f"{name} r{r:g}", device=cfg.device, tile=cfg.tile, realism=r)
+                    for r in cfg.realism]
     if not methods:
         raise UserError("nothing to evaluate: give --model and/or --baselines")
     return methods
@@ -332,9 +345,10 @@ def evaluate_condition(test_set: EvalSet, condition: Condition, methods: list[Me
             started = time.perf_counter()
             output = method.run(case.input, condition)
             seconds = time.perf_counter() - started
-            value_psnr, value_ssim = score(output, case.target, condition)
+            value_psnr, value_ssim, sharpness = score(output, case.target, condition)
             megapixels = case.target.shape[0] * case.target.shape[1] / 1e6
-            scores[method.name].append(ImageScore(case.name, value_psnr, value_ssim, seconds, megapixels))
+            scores[method.name].append(ImageScore(case.name, value_psnr, value_ssim, sharpness, seconds,
+                                                  megapixels))
             outputs.append((method, output, value_psnr))
         if index < figure_images:
             comparison.rows.append(comparison_row(case, outputs, condition))
@@ -349,6 +363,7 @@ def summarise(method: Method, test_set: EvalSet, condition: Condition, kind: str
         method=method.name, kind=method.kind, set=test_set.name, task=condition.task, sigma=condition.sigma,
         scale=condition.scale, input=kind,
         psnr=float(np.mean([s.psnr for s in images])), ssim=float(np.mean([s.ssim for s in images])),
+        sharpness=float(np.mean([s.sharpness for s in images])), realism=method.realism,
         sec_per_mp=float(np.median([s.seconds / s.megapixels for s in images])), n_images=len(images),
         details=method.describe(condition), images=images,
     )
@@ -455,6 +470,10 @@ def markdown_tables(records: list[Record]) -> str:
         blocks.append(f"**{set_name}** ({n} images, {what}, mean over images; input: {kind})\n")
         blocks.append(markdown_table([head] + methods, [[c] + [_quality(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
+        blocks.append("\nSharpness ratio (high-frequency energy of the output over the ground truth's; 1.0 "
+                      "ideal, below = smoother):\n")
+        blocks.append(markdown_table([head] + methods, [[c] + [_sharpness(cell.get((m, c))) for m in methods]
+                                                for c in conditions]))
         blocks.append("\nSeconds per megapixel (median over images):\n")
         blocks.append(markdown_table([head] + methods, [[c] + [_speed(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
@@ -482,6 +501,10 @@ def condition_cell(r: Record) -> str:
 
 def _quality(r: Record | None) -> str:
     return "" if r is None else f"{r.psnr:.2f} / {r.ssim:.4f}"
+
+
+def _sharpness(r: Record | None) -> str:
+    return "" if r is None else f"{r.sharpness:.3f}"
 
 
 def _speed(r: Record | None) -> str:

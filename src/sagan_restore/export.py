@@ -39,7 +39,7 @@ def export_onnx(spec: str | Path, out: Path, *, opset: int = 17, overwrite: bool
         import onnx
     except ImportError:
         raise UserError(f"export needs the onnx package: {INSTALL_HINT}")
-    model, info = load_model(spec, device="cpu")
+    model, info = load_model(spec, device="cpu", realism=0)
     graph = onnx.load_from_string(_trace_to_onnx(model, opset=opset))
     for key, value in {"sagan_restore.generator_config": json.dumps(config_to_dict(model.cfg)),
                        "sagan_restore.info": json.dumps(info)}.items():
@@ -108,7 +108,7 @@ def parity_image(cfg: GeneratorConfig, *, height: int = 150, width: int = 203) -
 def onnx_parity(path: Path, spec: str | Path, *, image: np.ndarray | None = None) -> float:
     """Max abs difference between onnxruntime's and PyTorch's outputs on `image` (default: parity_image)."""
     session, cfg = onnx_session(path)
-    model, _ = load_model(spec, device="cpu")
+    model, _ = load_model(spec, device="cpu", realism=0)
     image = parity_image(cfg) if image is None else image
     with torch.inference_mode():
         expected = model(torch.from_numpy(image)).numpy()

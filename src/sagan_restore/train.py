@@ -195,7 +195,7 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 def init_generator(nets: Nets, cfg: TrainConfig) -> None:
     """Copy trained weights into the fresh generator (--init-from); the architectures must agree."""
-    model, _ = checkpoint.load_model(cfg.init_from)
+    model, _ = checkpoint.load_model(cfg.init_from, realism=0)
     if model.cfg != cfg.generator:
         raise UserError(f"--init-from {cfg.init_from}: its architecture {model.cfg} differs from the "
                         f"requested {cfg.generator}; pass matching --width/--depth/--blocks/--attn-levels")

@@ -56,15 +56,19 @@ class Enhancer:
 
     @classmethod
     def load(cls, spec: str | Path, *, device: str = "cpu", tile: int | None = None, overlap: int = 32,
-             batch: int | None = None, half: bool = False, compile: bool = False) -> "Enhancer":
-        """A model from a run folder, .safetensors or .pt file.
+             batch: int | None = None, half: bool = False, compile: bool = False, realism: float | None = None,
+             realism_model: str | Path | None = None) -> "Enhancer":
+        """A pretrained model by name, or one from a run folder, .safetensors or .pt file.
 
         tile: input pixels per tile side; None picks one from the free memory, 0 runs whole images at once.
         overlap: pixels neighbouring tiles share and blend. batch: tiles per forward (None: automatic).
         half: bf16 (or fp16) autocast on a GPU. compile: torch.compile the model.
+        realism: 0 faithful .. 1 the GAN variant's sharpness, interpolated in between; None = the pretrained
+        model's documented default (see checkpoint.load_model). realism_model: the GAN variant of your own
+        model.
         """
         torch_device = resolve_device(device)
-        model, info = load_model(spec, device=torch_device)
+        model, info = load_model(spec, device=torch_device, realism=realism, realism_model=realism_model)
         if batch is not None and batch < 1:
             raise UserError(f"--batch {batch}: must be at least 1")
         if overlap < 0:
