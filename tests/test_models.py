@@ -98,3 +98,17 @@ def test_flop_count_of_a_12_megapixel_image_needs_no_memory():
 
     model = UNetGenerator(GeneratorConfig())
     assert count_flops(model, 3000, 4000) > 1e13  # counted on the meta device: nothing is allocated
+
+
+def test_lean_attention_for_large_inputs_computes_the_same(monkeypatch):
+    from sagan_restore.models import attention
+
+    torch.manual_seed(0)
+    block = attention.SelfAttention2d(64)
+    block.gamma.data.fill_(0.7)
+    x = torch.randn(2, 64, 12, 10)
+    with torch.no_grad():
+        plain = block(x)
+        monkeypatch.setattr(attention, "LEAN_ABOVE", 0)  # force the per-head form at this small size
+        lean = block(x)
+    torch.testing.assert_close(lean, plain, atol=1e-5, rtol=1e-5)

@@ -4,6 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Above this many attention weights per image, attention runs in the memory-lean form (see forward).
+LEAN_ABOVE = 2**26  # 256 MB of float32 weights: 8192 tokens, a 724x724 tile at depth 3
+
 
 class SelfAttention2d(nn.Module):
     """Every position attends to every other: y = x + gamma * softmax(q k^T / sqrt(d)) v.
@@ -23,9 +26,19 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         b, c, h, w = x.shape
-        q = self.q(x).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, HW, C/8)
-        k = self.k(x).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, HW, C/8)
-        v = self.v(x).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, HW, C)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, 1, HW, C)
-        out = out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+        d = self.q.out_channels
+        # With v wider than q and k, torch's CPU kernel builds the whole HW x HW weight matrix (1 GB at the
+        # bottleneck of a 1-megapixel image, 140 GB at 12 MP). Splitting v into C/d heads that share the one
+        # q and k computes exactly the same output (the weights do not depend on v) and lets torch use its
+        # fused kernel, which never holds the matrix, at the price of computing the weights once per head:
+        # worth it only for large inputs (untiled images), not for training crops or tiles.
+        heads = c // d if (h * w) ** 2 > LEAN_ABOVE and c % d == 0 else 1
+        q = self.q(x).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, HW, d)
+        k = self.k(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        v = self.v(x).flatten(2).view(b, heads, c // heads, h * w).transpose(2, 3)  # (B, heads, HW, C/heads)
+        if heads > 1:  # the fused kernel wants contiguous inputs; the copies are no larger than v
+            q, k = (t.expand(b, heads, h * w, d).contiguous() for t in (q, k))
+            v = v.contiguous()
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C/heads)
+        out = out.transpose(2, 3).reshape(b, c, h, w)
         return x + self.gamma * out
