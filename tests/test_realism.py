@@ -130,3 +130,24 @@ def test_evaluate_scores_each_realism_point_with_sharpness(pair, tmp_path):
     assert len({round(r["psnr"], 6) for r in records}) == 3
     assert "realism 0.5" in records[1]["details"] and [r["realism"] for r in records] == [0.0, 0.5, 1.0]
     assert "Sharpness ratio" in (out / "results.md").read_text()
+
+
+def test_gan_variant_stored_as_a_4bit_difference_loads_close_to_the_original(tmp_path):
+    base = random_generator(seed=0)
+    base_path = save(base, tmp_path / "m.safetensors")
+    tuned = random_generator(seed=0)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.03 * p.abs().mean() * torch.randn_like(p))  # a fine-tune moves weights by a few percent
+    checkpoint.save_generator_delta(tmp_path / "m_gan.safetensors", tuned, base_path, info={"steps": 7})
+    loaded, info = checkpoint.load_generator(tmp_path / "m_gan.safetensors")
+    assert info["steps"] == 7
+    exact, stored, original = _weights(tuned), _weights(loaded), _weights(base)
+    assert (stored - exact).abs().max() < 0.1 * (exact - original).abs().max()
+    assert (tmp_path / "m_gan.safetensors").stat().st_size < 0.3 * base_path.stat().st_size
+    x = torch.from_numpy(photo(32, 32).transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():  # the rounding error is a small fraction of what the fine-tune changed
+        assert (loaded(x) - tuned(x)).abs().max() < 0.1 * (tuned(x) - base(x)).abs().max()
+    (tmp_path / "m.safetensors").unlink()
+    with pytest.raises(UserError, match="missing beside it"):
+        checkpoint.load_generator(tmp_path / "m_gan.safetensors")

@@ -64,6 +64,18 @@ def test_package_model_recipe_writes_half_precision_weights(tmp_path, weights_di
     _, info = checkpoint.load_model("denoise")
     assert info["name"] == "denoise" and info["parameters"] > 0 and info["train_seconds"] > 0
 
+    gan_run = tmp_path / "gan"
+    assert main(["train", "--out", str(gan_run), "--iters", "2", "--no-progress", "--width", "8", "--depth", "2",
+                 "--crop", "32", "--batch", "2", "--d-width", "8", "--init-from", "denoise"]) == 0
+    assert package_model.main([str(gan_run), "--name", "denoise", "--recipe", "recipes/denoise_gan.sh",
+                               "--gan"]) == 0
+    assert zoo.PRETRAINED["denoise"].has_realism
+    assert zoo.default_realism("denoise") == zoo.PRETRAINED["denoise"].default_realism
+    with safe_open(str(weights_dir / "denoise_gan.safetensors"), framework="pt") as f:
+        assert f.metadata()["delta_of"] == "denoise.safetensors"
+    _, info = checkpoint.load_model("denoise", realism=1)
+    assert info["realism"] == 1 and info["name"] == "denoise"
+
 
 def test_enhance_without_model_uses_the_shipped_denoiser(tmp_path, weights_dir):
     import numpy as np
