@@ -434,6 +434,61 @@ def run_evaluate(args) -> int:
     return 0
 
 
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="a local web page to enhance images with a before/after view",
+                       description="Start a web app on this machine: drop images on the page, pick a model, "
+                                   "compare before and after, download the result in the input's format.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; there is no password)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--model", dest="models", action="append", default=[], metavar="M",
+                   help="offer this model (pretrained name, run folder, .safetensors or .pt); repeat for "
+                        "several (default: every shipped pretrained model)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
+                   help="tile size in input pixels; 0 = whole image at once; auto (default) = from free memory")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload (default 100 MB)")
+    limits.add_argument("--max-pixels", type=float, default=25e6,
+                        help="largest result in pixels, input pixels x scale^2 (default 25e6)")
+    limits.add_argument("--queue", type=int, default=8, help="images waiting at most (default 8)")
+    limits.add_argument("--keep-minutes", type=float, default=60.0,
+                        help="results are deleted this long after they are ready (default 60)")
+    p.set_defaults(command=run_serve)
+
+
+def serve_config_from_args(args):
+    from sagan_restore.config import ServeConfig
+
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: expected 1-65535")
+    for option, value in (("--max-upload-mb", args.max_upload_mb), ("--max-pixels", args.max_pixels),
+                          ("--queue", args.queue), ("--keep-minutes", args.keep_minutes)):
+        if value <= 0:
+            raise UserError(f"{option} {value:g}: must be positive")
+    return ServeConfig(host=args.host, port=args.port, models=tuple(args.models), device=args.device,
+                       tile=args.tile, max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_pixels),
+                       queue=args.queue, keep_minutes=args.keep_minutes)
+
+
+def run_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from sagan_restore.serve.app import create_app, is_loopback
+    except ModuleNotFoundError as err:
+        raise UserError(f"serve needs the web extra ({err.name} is missing): pip install 'sagan-restore[web]'")
+    cfg = serve_config_from_args(args)
+    if not is_loopback(cfg.host):
+        warnings.warn(f"--host {cfg.host}: every machine that can reach this one can use the page, with no "
+                      "password; use the default 127.0.0.1 unless you mean that")
+    app = create_app(cfg)
+    print(f"sagan-restore: open http://{cfg.host}:{cfg.port}/ "
+          "(Ctrl+C stops)", file=sys.stderr)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagan-restore", description="Denoise and upscale images with a self-attention U-Net GAN.")
     sub = parser.add_subparsers(title="commands", required=True)
@@ -442,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_export_parser(sub)
     add_evaluate_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

@@ -107,6 +107,21 @@ class EvaluateConfig:
     figure_images: int = 3  # images shown in each comparison figure
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `sagan-restore serve` offers and how much it takes at once."""
+
+    host: str = "127.0.0.1"  # loopback: only this machine can reach the page
+    port: int = 7860
+    models: tuple[str, ...] = ()  # model specs offered on the page; () = the shipped pretrained models
+    device: str = "auto"
+    tile: int | None = None  # as `enhance --tile`; None: from the free memory
+    max_upload_mb: float = 100.0  # larger request bodies get HTTP 413 before they are stored
+    max_pixels: int = 25_000_000  # of a result (input pixels x scale^2): bounds the worker's memory
+    queue: int = 8  # images waiting for the worker at most; more get HTTP 503 until one finishes
+    keep_minutes: float = 60.0  # finished results are deleted after this (or when the page removes them)
+
+
 def config_to_dict(cfg: Any) -> dict:
     """A JSON-ready dict of a (nested) config dataclass."""
     out = {}

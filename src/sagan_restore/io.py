@@ -34,6 +34,10 @@ DECODER_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFE
                   struct.error, IndexError, KeyError, TypeError)
 
 
+class ImageTooLarge(UserError):
+    """More pixels than the caller allows: a possible decompression bomb, or more than a server takes."""
+
+
 @dataclass
 class LoadedImage:
     pixels: np.ndarray  # (H, W, C) float32 in [0, 1], C = 1 or 3
@@ -75,7 +79,7 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIma
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise UserError(
+        raise ImageTooLarge(
             f"{path}: {width}x{height} is {width * height / 1e6:.3g} megapixels, over the limit of "
             f"{max_pixels / 1e6:.3g}; raise --max-pixels if the file is trusted"
         )

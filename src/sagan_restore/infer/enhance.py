@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from sagan_restore.checkpoint import load_model
 from sagan_restore.data.degradations import resize
 from sagan_restore.errors import UserError
-from sagan_restore.infer.tiling import TileSettings, auto_tile_settings, tiled_apply_shrinking
+from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
 from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, from_memory, read_image, to_channels, to_memory,
                               write_image)
 from sagan_restore.models.generator import UNetGenerator
@@ -91,25 +92,28 @@ class Enhancer:
         return to_memory(out, self.upscale_alpha(alpha) if alpha is not None else None, kind)
 
     @torch.inference_mode()
-    def enhance_pixels(self, pixels: np.ndarray, *, progress: bool = False) -> np.ndarray:
+    def enhance_pixels(self, pixels: np.ndarray, *, progress: bool = False,
+                       on_progress: Callable[[float], None] | None = None) -> np.ndarray:
         """(H, W, 1|3) float pixels in [0, 1] -> (sH, sW, same C), unclipped.
 
         A colour model sees grey images as three equal channels and its output goes back to grey; a grey
-        model enhances each colour channel on its own.
+        model enhances each colour channel on its own. progress: a tqdm bar of tiles on the terminal;
+        on_progress: told the fraction of the work done (0..1) after each batch of tiles.
         """
         channels = pixels.shape[2]
         model_channels = self.model.cfg.in_channels
         if model_channels == 1 and channels == 3:
-            planes = [self._tiled(pixels[..., c:c + 1], progress) for c in range(3)]
+            planes = [self._tiled(pixels[..., c:c + 1], progress, _plane_progress(on_progress, c, 3))
+                      for c in range(3)]
             return np.concatenate(planes, axis=2)
-        out = self._tiled(to_channels(pixels, model_channels), progress)
+        out = self._tiled(to_channels(pixels, model_channels), progress, _plane_progress(on_progress, 0, 1))
         return to_channels(out, channels) if out.shape[2] != channels else out
 
-    def _tiled(self, pixels: np.ndarray, progress: bool) -> np.ndarray:
+    def _tiled(self, pixels: np.ndarray, progress: bool, on_tiles: OnTiles | None) -> np.ndarray:
         out, self.settings = tiled_apply_shrinking(
             np.ascontiguousarray(pixels, dtype=np.float32), self.run_batch, self.settings, device=self.device,
             multiple=self.model.multiple, scale=self.scale, out_channels=self.model.cfg.out_channels,
-            progress=progress)
+            progress=progress, on_tiles=on_tiles)
         return out
 
     def run_batch(self, tiles: np.ndarray) -> np.ndarray:
@@ -126,6 +130,13 @@ class Enhancer:
             return alpha
         h, w = alpha.shape
         return np.clip(resize(alpha[..., None], (w * self.scale, h * self.scale))[..., 0], 0, 1)
+
+
+def _plane_progress(on_progress: Callable[[float], None] | None, plane: int, planes: int) -> OnTiles | None:
+    """Tile counts of one of `planes` passes over the image as a fraction of the whole job."""
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress((plane + done / total) / planes)
 
 
 def _tile_multiple(tile: int, overlap: int, multiple: int) -> int:
@@ -237,7 +248,7 @@ def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, *, suffix: str,
 
 
 def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 progress: bool = False) -> float:
+                 progress: bool = False, on_progress: Callable[[float], None] | None = None) -> float:
     """Enhance one file into `dst` with the same format, bit depth, alpha and metadata; returns its megapixels."""
     image = read_image(src, max_pixels=max_pixels)
     height, width = image.pixels.shape[:2]
@@ -245,7 +256,7 @@ def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95,
     dpi = tuple(d * enhancer.scale for d in image.dpi) if image.dpi else None  # same print size, more pixels
     pixels, bit_depth, icc, exif = image.pixels, image.bit_depth, image.icc_profile, image.exif
     del image  # the input's pixels are not needed past enhance_pixels; large images need that memory back
-    out = enhancer.enhance_pixels(pixels, progress=progress)
+    out = enhancer.enhance_pixels(pixels, progress=progress, on_progress=on_progress)
     del pixels
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from sagan_restore.config import GeneratorConfig
 from sagan_restore.errors import UserError
 
 RunBatch = Callable[[np.ndarray], np.ndarray]  # (B, C, h, w) float32 -> (B, C_out, s*h, s*w) float32
+OnTiles = Callable[[int, int], None]  # (tiles done, tiles in all), called after each batch
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,12 @@ def _shape(tile) -> tuple[int, int]:
 
 
 def tiled_apply(pixels: np.ndarray, run: RunBatch, *, tile: int, overlap: int, multiple: int, scale: int,
-                out_channels: int, batch: int = 1, progress: bool = False) -> np.ndarray:
+                out_channels: int, batch: int = 1, progress: bool = False,
+                on_tiles: OnTiles | None = None) -> np.ndarray:
     """Apply `run` to (H, W, C) float32 pixels tile by tile; returns the blended (s*H, s*W, C_out) result.
 
     `multiple` is the model's padding multiple (2**depth); `tile` and `overlap` are in input pixels.
+    progress: a tqdm bar on the terminal; on_tiles: told (done, total) after each batch, e.g. for a web page.
     """
     h, w = pixels.shape[:2]
     grid = plan_grid(h, w, tile=tile, overlap=overlap, multiple=multiple)
@@ -150,6 +153,7 @@ def tiled_apply(pixels: np.ndarray, run: RunBatch, *, tile: int, overlap: int, m
     col_windows = axis_windows(grid.cols, scale=scale)
     out = np.zeros((h * scale, w * scale, out_channels), dtype=np.float32)
     bar = tqdm(total=grid.count, unit="tile", leave=False, disable=not progress or grid.count < 2)
+    done = 0
     for group in batches(grid.tiles(), batch):
         stack = np.stack([pixels[rows, cols].transpose(2, 0, 1) for _, _, rows, cols in group])
         results = run(np.ascontiguousarray(stack, dtype=np.float32))  # (B, C_out, s*th, s*tw)
@@ -158,6 +162,9 @@ def tiled_apply(pixels: np.ndarray, run: RunBatch, *, tile: int, overlap: int, m
             target = out[rows.start * scale: rows.stop * scale, cols.start * scale: cols.stop * scale]
             target += result.transpose(1, 2, 0) * weight[..., None]
         bar.update(len(group))
+        done += len(group)
+        if on_tiles is not None:
+            on_tiles(done, grid.count)
     bar.close()
     return out
 
@@ -241,15 +248,16 @@ def halved(settings: TileSettings, *, height: int, width: int, multiple: int, sm
 
 
 def tiled_apply_shrinking(pixels: np.ndarray, run: RunBatch, settings: TileSettings, *, device: torch.device,
-                          multiple: int, scale: int, out_channels: int,
-                          progress: bool = False) -> tuple[np.ndarray, TileSettings]:
+                          multiple: int, scale: int, out_channels: int, progress: bool = False,
+                          on_tiles: OnTiles | None = None) -> tuple[np.ndarray, TileSettings]:
     """`tiled_apply`, starting the image again with half the tile size whenever the GPU runs out of memory.
     Returns the result and the settings that worked, for the next image. (Host memory running out is a
     plain RuntimeError, or the kernel's OOM killer, and is not retried: the host holds the whole image.)"""
     while True:
         try:
             out = tiled_apply(pixels, run, tile=settings.tile, overlap=settings.overlap, multiple=multiple,
-                              scale=scale, out_channels=out_channels, batch=settings.batch, progress=progress)
+                              scale=scale, out_channels=out_channels, batch=settings.batch, progress=progress,
+                              on_tiles=on_tiles)
             return out, settings
         except torch.cuda.OutOfMemoryError:
             smaller = halved(settings, height=pixels.shape[0], width=pixels.shape[1], multiple=multiple)
