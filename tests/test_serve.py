@@ -26,8 +26,10 @@ from sagan_restore.serve.jobs import Cancelled, Job, JobQueue, QueueFull  # noqa
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
+    save(random_generator(seed=1), folder / "real_gan.safetensors")  # makes "real" a model with realism
     return (str(save(random_generator(), folder / "noise.safetensors")),
-            str(save(identity_generator(scale=2), folder / "up2.safetensors")))
+            str(save(identity_generator(scale=2), folder / "up2.safetensors")),
+            str(save(random_generator(), folder / "real.safetensors")))
 
 
 def client_for(models, **limits) -> TestClient:
@@ -69,7 +71,8 @@ def wait_done(client, job_id, timeout=30.0) -> dict:
 def test_models_listed_with_scale_and_limits(models):
     with client_for(models, max_upload_mb=2) as client:
         body = client.get("/api/models").json()
-    assert [(m["name"], m["scale"], m["has_realism"]) for m in body["models"]] == [("noise", 1, False), ("up2", 2, False)]
+    assert [(m["name"], m["scale"], m["has_realism"], m["default_realism"]) for m in body["models"]] == [
+        ("noise", 1, False, None), ("up2", 2, False, None), ("real", 1, True, 0.0)]
     assert body["limits"]["max_upload_mb"] == 2
 
 
@@ -136,6 +139,21 @@ def test_enhanced_pixels_are_the_models_output(models, tmp_path):
     assert np.abs(result - expected).mean() < 3
     assert changed.shape == rgb.shape and np.abs(changed - rgb).mean() > 1  # a random net changes the image
     assert status["progress"] == 1
+
+
+def test_realism_blends_towards_the_gan_variant(models):
+    rgb = photo8()
+    results = []
+    with client_for(models) as client:
+        for realism in ("0", "1"):
+            status = wait_done(client, upload(client, png_bytes(rgb), model="real", realism=realism).json()["id"])
+            assert status["realism"] == float(realism)
+            results.append(np.asarray(Image.open(BytesIO(client.get(status["result"]).content)), dtype=np.float32))
+        refused = upload(client, png_bytes(rgb), model="real", realism="1.5")
+        assert refused.status_code == 400 and "realism '1.5'" in refused.json()["error"]
+        ignored = wait_done(client, upload(client, png_bytes(rgb), model="noise", realism="1").json()["id"])
+        assert ignored["realism"] is None  # a model without a GAN variant has no realism to set
+    assert np.abs(results[0] - results[1]).mean() > 1
 
 
 def test_limits_give_413_with_a_message(models):

@@ -39,12 +39,14 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
     noise = save(random_generator(), folder / "noise.safetensors")
     up2 = save(identity_generator(scale=2), folder / "up2.safetensors")
+    real = save(random_generator(), folder / "real.safetensors")
+    save(random_generator(seed=1), folder / "real_gan.safetensors")  # its GAN variant: realism on the page
     tmp = folder / "tmp"
     tmp.mkdir()
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "sagan_restore", "serve", "--port", str(port), "--model", str(noise),
-         "--model", str(up2), "--device", "cpu", "--max-pixels", str(MAX_PIXELS)],
+         "--model", str(up2), "--model", str(real), "--device", "cpu", "--max-pixels", str(MAX_PIXELS)],
         env={**os.environ, "TMPDIR": str(tmp)}, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -103,6 +105,13 @@ def test_upload_compare_and_download(page, tmp_path):
     page.wait_for_function("document.getElementById('after').naturalWidth === 256")
     sizes = page.evaluate("[...document.querySelectorAll('#stage img')].map(i => [i.naturalWidth, i.style.width])")
     assert sizes == [[128, "256px"], [256, "256px"]]
+
+
+def test_realism_slider_only_for_models_that_have_it(page):
+    page.select_option("#model", "real")
+    assert page.is_visible("#realism") and page.input_value("#realism") == "0"
+    page.select_option("#model", "noise")
+    assert not page.is_visible("#realism")
 
 
 def test_limits_and_corrupt_files_show_their_message(page, tmp_path):

@@ -29,6 +29,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sagan_restore.checkpoint import realism_partner
 from sagan_restore.config import ServeConfig
 from sagan_restore.errors import UserError
 from sagan_restore.infer.enhance import Enhancer, enhance_file
@@ -85,21 +86,19 @@ class Models:
         self._cfg = cfg
         self._loaded: OrderedDict[tuple[str, float | None], Enhancer] = OrderedDict()
         self.choices: dict[str, ModelChoice] = {}
-        for name, spec, summary, pretrained in _offered(cfg.models):
+        for name, spec, summary in _offered(cfg.models):
             if name in self.choices:
                 raise UserError(f"--model {spec}: another model is already called {name} on the page; "
                                 "give the files different names")
-            has_realism = pretrained is not None and getattr(pretrained, "has_realism", False)  # TEMPORARY
-            default_realism = pretrained.default_realism if has_realism else None
+            has_realism = realism_partner(zoo.resolve(spec)) is not None
+            default_realism = zoo.default_realism(spec) if has_realism else None
             scale = self.enhancer(spec, default_realism).scale
             self.choices[name] = ModelChoice(name, spec, summary, scale, has_realism, default_realism)
 
     def enhancer(self, spec: str, realism: float | None) -> Enhancer:
         key = (spec, realism)
         if key not in self._loaded:
-            # TEMPORARY until Enhancer.load(realism=) lands on main
-            extra = {"realism": realism} if realism is not None else {}
-            self._loaded[key] = Enhancer.load(spec, device=self._cfg.device, tile=self._cfg.tile, **extra)
+            self._loaded[key] = Enhancer.load(spec, device=self._cfg.device, tile=self._cfg.tile, realism=realism)
             while len(self._loaded) > LOADED_MODELS:
                 self._loaded.popitem(last=False)
         self._loaded.move_to_end(key)
@@ -111,23 +110,22 @@ class Models:
         return self.choices[name]
 
 
-def _offered(specs: tuple[str, ...]) -> list[tuple[str, str, str, zoo.Pretrained | None]]:
-    """(name, spec, summary, pretrained entry or None) of each model to offer."""
+def _offered(specs: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(name, spec, summary) of each model to offer."""
     if not specs:
         shipped = zoo.shipped()
         if not shipped:
             raise UserError("no pretrained models are shipped in this installation; pass --model with a run "
                             "folder or a .safetensors file")
-        return [(m.name, m.name, m.summary, m) for m in shipped]
+        return [(m.name, m.name, m.summary) for m in shipped]
     offered = []
     for spec in specs:
         pretrained = zoo.PRETRAINED.get(spec)
         if pretrained is not None and not Path(spec).exists():
-            offered.append((pretrained.name, spec, pretrained.summary, pretrained))
-            continue
-        path = Path(spec)
-        label = path.name if path.is_dir() else path.stem
-        offered.append((safe_stem(label), spec, f"model from {spec}", None))
+            offered.append((pretrained.name, spec, pretrained.summary))
+        else:
+            path = Path(spec)
+            offered.append((safe_stem(path.name if path.is_dir() else path.stem), spec, f"model from {spec}"))
     return offered
 
 
