@@ -102,7 +102,8 @@ def test_upload_compare_and_download(page, tmp_path):
     assert result.shape == (192, 256, 3)
     assert np.abs(result - expected).mean() < 3
     # The comparison shows both images at the result's size.
-    page.wait_for_function("document.getElementById('after').naturalWidth === 256")
+    # (wait_for_function would evaluate a string, which the page's Content-Security-Policy forbids)
+    sync_api.expect(page.locator("#after")).to_have_js_property("naturalWidth", 256)
     sizes = page.evaluate("[...document.querySelectorAll('#stage img')].map(i => [i.naturalWidth, i.style.width])")
     assert sizes == [[128, "256px"], [256, "256px"]]
 

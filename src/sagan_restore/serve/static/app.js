@@ -229,7 +229,6 @@ function setupViewer() {
     const box = stage.getBoundingClientRect();
     zoomAt(1 / view.zoom, box.width / 2, box.height / 2);
   });
-  window.addEventListener("resize", () => { if (shown) fit(); });
 }
 
 // ---- start ----
