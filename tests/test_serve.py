@@ -234,6 +234,15 @@ def test_finished_jobs_expire(models):
         assert len(list(root.iterdir())) == 1
 
 
+def test_a_full_queue_answers_503_with_retry_after(models, monkeypatch):
+    monkeypatch.setattr(JobQueue, "is_full", lambda self: True)
+    with client_for(models) as client:
+        busy = upload(client, png_bytes(photo8()))
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+        assert "busy" in busy.json()["error"]
+        assert list(client.app.state.jobs_root.iterdir()) == []
+
+
 def test_other_host_names_are_refused_on_loopback(models):
     with client_for(models) as client:
         assert client.get("/api/models", headers={"Host": "attacker.example"}).status_code == 400

@@ -252,6 +252,8 @@ def create_app(cfg: ServeConfig) -> Starlette:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > service.max_upload_bytes:
             raise HTTPException(413, upload_too_large(shown_name, service.max_upload_bytes))
+        if service.jobs.is_full():  # refused before the upload is stored and decoded; submit() decides last
+            raise busy()
         folder = service.jobs.new_folder()
         try:
             source = folder / f"input{suffix}"
@@ -262,10 +264,13 @@ def create_app(cfg: ServeConfig) -> Starlette:
         except BaseException as err:
             shutil.rmtree(folder, ignore_errors=True)
             if isinstance(err, QueueFull):
-                raise HTTPException(503, f"the server is busy: {cfg.queue} images are waiting already; try "
-                                         "again when one has finished", headers={"Retry-After": "5"})
+                raise busy()
             raise
         return JSONResponse(job_status(service, job), status_code=202)
+
+    def busy() -> HTTPException:
+        return HTTPException(503, f"the server is busy: {cfg.queue} images are waiting already; try again when "
+                                  "one has finished", headers={"Retry-After": "5"})
 
     def find(request: Request) -> Job:
         job = service.jobs.get(request.path_params["job_id"])

@@ -90,6 +90,9 @@ class JobQueue:
                 raise QueueFull from None
             self._jobs[job.id] = job
 
+    def is_full(self) -> bool:
+        return self._waiting.full()
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
