@@ -8,6 +8,7 @@ from io import BytesIO
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 
 pytest.importorskip("starlette")
@@ -18,6 +19,8 @@ from starlette.testclient import TestClient  # noqa: E402
 from _infer_helpers import identity_generator, photo, random_generator, save  # noqa: E402
 from sagan_restore.cli import main  # noqa: E402
 from sagan_restore.config import ServeConfig  # noqa: E402
+from sagan_restore.infer.enhance import Enhancer  # noqa: E402
+from sagan_restore.infer.tiling import TileSettings, plan_grid  # noqa: E402
 from sagan_restore.io import read_image, write_image  # noqa: E402
 from sagan_restore.serve.app import create_app, split_upload_name  # noqa: E402
 from sagan_restore.serve.jobs import Cancelled, Job, JobQueue, QueueFull  # noqa: E402
@@ -154,6 +157,18 @@ def test_realism_blends_towards_the_gan_variant(models):
         ignored = wait_done(client, upload(client, png_bytes(rgb), model="noise", realism="1").json()["id"])
         assert ignored["realism"] is None  # a model without a GAN variant has no realism to set
     assert np.abs(results[0] - results[1]).mean() > 1
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_progress_is_reported_per_tile(channels):
+    """A grey model runs once per colour plane: the fraction still rises steadily to 1 over all three."""
+    enhancer = Enhancer(random_generator(channels=channels), torch.device("cpu"), {},
+                        settings=TileSettings(tile=80, overlap=16, batch=1))
+    fractions = []
+    enhancer.enhance_pixels(photo(150, 200), on_progress=fractions.append)
+    per_plane = plan_grid(150, 200, tile=80, overlap=16, multiple=enhancer.model.multiple).count
+    assert per_plane > 1 and len(fractions) == per_plane * (3 if channels == 1 else 1)
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1)
 
 
 def test_limits_give_413_with_a_message(models):

@@ -108,6 +108,21 @@ def test_upload_compare_and_download(page, tmp_path):
     assert sizes == [[128, "256px"], [256, "256px"]]
 
 
+def test_dropped_images_are_enhanced(page, tmp_path):
+    astronaut(tmp_path / "dropped.png", 64, 48)
+    png = list((tmp_path / "dropped.png").read_bytes())
+    page.select_option("#model", "noise")
+    transfer = page.evaluate_handle("""(bytes) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array(bytes)], "dropped.png", { type: "image/png" }));
+        return transfer;
+    }""", png)
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    row = page.locator("#jobs li", has_text="dropped.png")
+    row.locator("a.download").wait_for(state="visible")
+    assert "done" in row.locator(".status").text_content() and "64x48" in row.locator(".status").text_content()
+
+
 def test_realism_slider_only_for_models_that_have_it(page):
     page.select_option("#model", "real")
     assert page.is_visible("#realism") and page.input_value("#realism") == "0"
