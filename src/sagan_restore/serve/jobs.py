@@ -49,7 +49,7 @@ class Job:
     height: int
     scale: int
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    state: str = "queued"  # queued -> running -> done | failed
+    state: str = "queued"  # queued -> running -> done | failed | cancelled (deleted, or the server stopping)
     progress: float = 0.0  # fraction of the tiles enhanced
     error: str | None = None
     seconds: float | None = None  # time the enhancement took
