@@ -14,5 +14,5 @@ sagan-restore train --init-from "$FIDELITY" \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --dead-leaves 0.15 \
   --task denoise --sigma 0-55 --quantize-share 0.5 --grey-share 0.15 \
   --width 32 --depth 3 --blocks 1 --crop 64 --batch 8 --precision bf16 \
-  --adv-weight 1 --l1-weight 5 --d-width 32 --lr 1e-4 --beta1 0.5 --lr-decay-from 0.5 --iters 800 --seed 1 \
+  --adv-weight 1 --l1-weight 20 --d-width 32 --d-norm batch --lr 2e-4 --beta1 0.5 --lr-decay-from 0.5 --iters 1000 --seed 1 \
   --save-every 100 --keep 20 --sample-every 100 --out "$RUN"

@@ -85,6 +85,9 @@ def add_train_parser(sub) -> None:
     model.add_argument("--d-width", type=int, default=32, help="discriminator channels in its first layer (default 32)")
     model.add_argument("--d-layers", type=int, default=3)
     model.add_argument("--spectral-norm", action="store_true")
+    model.add_argument("--d-norm", choices=["instance", "batch", "none"], default="instance",
+                       help="D's normalisation (default instance: independent of the batch split); batch "
+                            "sees over-smooth outputs better, for GAN fine-tunes of L1 models")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--iters", type=int, help="iterations (default 5000)")
     opt.add_argument("--batch", type=int, default=8)
@@ -168,7 +171,7 @@ def train_config_from_args(args):
         iters=args.iters or 5_000, batch=args.batch, lr=args.lr, lr_decay_from=args.lr_decay_from,
         betas=(args.beta1, args.beta2), init_from=args.init_from,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
-        spectral_norm=args.spectral_norm, seed=args.seed, device=args.device, workers=args.workers,
+        spectral_norm=args.spectral_norm, d_norm=args.d_norm, seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,
         max_pixels=int(args.max_pixels), precision=args.precision, ema=args.ema, accumulate=args.accumulate,
         compile=args.compile, channels_last=args.channels_last, cache_mb=args.cache_mb,

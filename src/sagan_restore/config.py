@@ -71,6 +71,11 @@ class TrainConfig:
     d_width: int = 32  # pix2pix uses 64; 32 costs a quarter of the FLOPs and judges 70x70 patches all the same
     d_layers: int = 3  # 3 layers give the 70x70 receptive field of pix2pix
     spectral_norm: bool = False
+    # D's normalisation. "instance" keeps samples independent (results do not depend on how a batch is split
+    # across processes) but normalises away each sample's texture energy, the very cue that tells a smooth
+    # L1 output from a real photo: a fresh D stays at chance against a trained denoiser for hundreds of
+    # steps. "batch" (pix2pix's choice; real and fake then pass through D separately) keeps that cue.
+    d_norm: str = "instance"
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"

@@ -159,7 +159,8 @@ def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
     d = None
     if cfg.adv_weight > 0:
         d_in = cfg.generator.in_channels + cfg.generator.out_channels
-        d = PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm)
+        d = PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm,
+                               norm=cfg.d_norm)
         d = d.to(device)
     if cfg.channels_last:
         for net in (g, d):
@@ -178,6 +179,8 @@ def wrap_for_training(nets: Nets, cfg: TrainConfig, rank: distributed.Rank, devi
         ids = [device.index] if device.type == "cuda" else None
         nets.train_g = DistributedDataParallel(nets.generator, device_ids=ids)
         if nets.discriminator is not None:
+            if device.type == "cuda":  # batch norm statistics over all GPUs' samples (a no-op for other norms)
+                nets.discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets.discriminator)
             nets.train_d = DistributedDataParallel(nets.discriminator, device_ids=ids)
     if cfg.compile:
         nets.train_g = torch.compile(nets.train_g)
@@ -236,7 +239,9 @@ def synchronising(module: torch.nn.Module, *, last: bool):
 
 def d_step(nets: Nets, micro_batches, fakes, *, amp, device) -> tuple[dict, bool]:
     """D learns to call (input, target) real and (input, G(input)) fake. Real and fake go through D as one
-    batch (instance norm keeps samples independent). False if the update was skipped."""
+    batch where instance norm keeps samples independent; with batch norm they go separately, as in pix2pix,
+    so each pass normalises with statistics of one kind, the kind G's step shows D. False if the update
+    was skipped."""
     nets.discriminator.requires_grad_(True)
     nets.opt_d.zero_grad(set_to_none=True)
     n = len(micro_batches)
@@ -244,8 +249,12 @@ def d_step(nets: Nets, micro_batches, fakes, *, amp, device) -> tuple[dict, bool
     for i, ((inputs, target), fake) in enumerate(zip(micro_batches, fakes)):
         with synchronising(nets.train_d, last=i == n - 1):
             with amp():
-                logits = nets.train_d(torch.cat([inputs, inputs]), torch.cat([target, fake.detach()]))
-            real_logits, fake_logits = logits.float().chunk(2)
+                if nets.discriminator.batch_norm:
+                    real_logits = nets.train_d(inputs, target).float()
+                    fake_logits = nets.train_d(inputs, fake.detach()).float()
+                else:
+                    logits = nets.train_d(torch.cat([inputs, inputs]), torch.cat([target, fake.detach()]))
+                    real_logits, fake_logits = logits.float().chunk(2)
             loss_real = adversarial_loss(real_logits, real=True)
             loss_fake = adversarial_loss(fake_logits, real=False)
             (0.5 * (loss_real + loss_fake) / n).backward()

@@ -11,26 +11,34 @@ class PatchDiscriminator(nn.Module):
 
     With 3 layers of stride-2 4x4 convolutions plus two stride-1 ones, each logit sees a 70x70 patch.
     Normalisation is instance norm rather than pix2pix's batch norm: it does not depend on the batch, so
-    results do not change with how a batch is split across processes. With `spectral_norm` the weights are
+    results do not change with how a batch is split across processes; `norm="batch"` (pix2pix's, better at
+    seeing over-smooth outputs, see TrainConfig.d_norm) and "none" are options. With `spectral_norm` the weights are
     spectrally normalised instead (SNGAN), which bounds D's Lipschitz constant and steadies training.
     """
 
-    def __init__(self, in_channels: int, *, width: int = 64, layers: int = 3, spectral_norm: bool = False):
+    def __init__(self, in_channels: int, *, width: int = 64, layers: int = 3, spectral_norm: bool = False,
+                 norm: str = "instance"):
         super().__init__()
 
         def conv(cin, cout, stride):
             layer = nn.Conv2d(cin, cout, 4, stride=stride, padding=1)
             return apply_spectral_norm(layer) if spectral_norm else layer
 
-        def norm(channels):
-            return nn.Identity() if spectral_norm else nn.InstanceNorm2d(channels, affine=True)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
+        self.batch_norm = norm == "batch" and not spectral_norm
+
+        def norm_layer(channels):
+            if spectral_norm or norm == "none":
+                return nn.Identity()
+            return nn.BatchNorm2d(channels) if norm == "batch" else nn.InstanceNorm2d(channels, affine=True)
 
         blocks: list[nn.Module] = [conv(in_channels, width, 2), nn.LeakyReLU(0.2, True)]
         channels = width
         for i in range(1, layers + 1):
             out = width * min(2**i, 8)
             stride = 2 if i < layers else 1
-            blocks += [conv(channels, out, stride), norm(out), nn.LeakyReLU(0.2, True)]
+            blocks += [conv(channels, out, stride), norm_layer(out), nn.LeakyReLU(0.2, True)]
             channels = out
         blocks.append(conv(channels, 1, 1))
         self.net = nn.Sequential(*blocks)
@@ -40,6 +48,9 @@ class PatchDiscriminator(nn.Module):
         if condition.shape[-2:] != image.shape[-2:]:
             condition = F.interpolate(condition, size=image.shape[-2:], mode="bicubic", align_corners=False)
         return self.net(torch.cat([condition, image], dim=1))
+
+
+NORMS = ("instance", "batch", "none")
 
 
 def receptive_field(layers: int) -> int:
