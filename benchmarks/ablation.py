@@ -3,7 +3,8 @@ self-attention blocks (and any other variants named). Each variant is trained fr
 data, degradations, steps, batch, crop and seed, then scored on McMaster (sigma 25, the published protocol)
 and on held-out scikit-image photos. Rewrites the `ablation` section of docs/BENCHMARKS.md.
 
-    python benchmarks/ablation.py --corpus data/corpus --iters 1500          # ~1 h on one CPU core
+    python recipes/validation_photos.py --out data/val_photos
+    python benchmarks/ablation.py --corpus data/corpus --iters 2000 --val data/val_photos   # ~1 h, 1 core
 
 Runs already complete in --out are reused, so an interrupted ablation continues where it stopped.
 """
@@ -37,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", default="attention,no-attention", help=f"comma-separated, from {list(VARIANTS)}")
     p.add_argument("--corpus", type=Path, default=REPO / "data" / "corpus", help="built by recipes/build_corpus.py")
-    p.add_argument("--iters", type=int, default=1500)
+    p.add_argument("--iters", type=int, default=2000)
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--root", type=Path, default=REPO.parent / "shared" / "benchmarks", help="test sets")

@@ -16,5 +16,5 @@ sagan-restore train \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --dead-leaves 0.1 \
   --task sr --scale 4 --quantize-share 1 \
   --width 32 --depth 3 --blocks 1 --crop 160 --batch 16 --precision bf16 --ema 0.999 \
-  --adv-weight 0 --lr 4e-4 --beta1 0.9 --lr-decay-from 0.5 --iters 7000 --seed 0 \
+  --adv-weight 0 --lr 4e-4 --beta1 0.9 --lr-decay-from 0.5 --iters 5000 --seed 0 \
   --save-every 250 --sample-every 500 --out "$RUN"
