@@ -13,5 +13,5 @@ sagan-restore train --init-from "$FIDELITY" \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --dead-leaves 0.1 \
   --task sr --scale 4 --quantize-share 1 \
   --width 32 --depth 3 --blocks 1 --crop 128 --batch 8 --precision bf16 \
-  --adv-weight 1 --l1-weight 20 --d-width 32 --d-norm batch --lr 2e-4 --beta1 0.5 --lr-decay-from 0.5 --iters 1000 --seed 1 \
+  --adv-weight 1 --l1-weight 50 --d-width 32 --d-norm batch --lr 2e-4 --beta1 0.5 --lr-decay-from 0.5 --iters 1000 --seed 1 \
   --save-every 100 --keep 20 --sample-every 100 --out "$RUN"
