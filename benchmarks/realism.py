@@ -36,6 +36,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def what_the_gan_buys(points: list) -> str:
+    """The trade-off in words, from the measured points: what the GAN end gains and costs, and the most
+    realistic point within the 2 dB that GAN models of the anchors give up against their L1 models."""
+    fidelity, gan = points[0], points[-1]
+    within = [r for r in points if fidelity.psnr - r.psnr <= 2.0]
+    best = within[-1]
+    return (f"What the GAN buys: from realism {fidelity.realism:g} to {gan.realism:g} the sharpness ratio goes "
+            f"from {fidelity.sharpness:.2f} to {gan.sharpness:.2f} for {fidelity.psnr - gan.psnr:.2f} dB of PSNR. "
+            f"The most realistic point within 2 dB of the fidelity end is realism {best.realism:g} "
+            f"({fidelity.psnr - best.psnr:.2f} dB, sharpness {best.sharpness:.2f}). Sharpness is not quality: "
+            "above 1.0 the extra detail is invented, so judge the crops below too.")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     points = [float(p) for p in args.points.split(",")]
@@ -66,6 +79,8 @@ def main(argv=None) -> None:
            "All channels, unclipped protocol noise."),
         "",
         markdown_table(["method", "realism", "PSNR dB", "SSIM", "sharpness"], rows),
+        "",
+        what_the_gan_buys([r for r in report.records if r.realism is not None]),
         "",
         "Methods:",
         "",
