@@ -319,7 +319,7 @@ def run_models(args) -> int:
         _, info = load_generator(m.path)
         steps, params = info.get("steps"), info.get("parameters")
         print(f"{m.name}: {m.summary}")
-        print(f"  {params / 1e6:.2f} M parameters, {info.get('gflops_per_mp')} GFLOPs/megapixel, "
+        print(f"  {params / 1e6:.2f} M parameters, {info.get('gflops_per_mp')} GFLOPs per input megapixel, "
               f"{steps} training steps, recipe {info.get('recipe')}")
         for score in info.get("scores", []):
             print(f"  {_score_line(score)}")
@@ -333,7 +333,7 @@ def run_models(args) -> int:
 
 
 def _score_line(score: dict) -> str:
-    level = f"sigma {score['sigma']}" if "sigma" in score else f"x{score.get('scale')}"
+    level = f"sigma {score['sigma']:g}" if "sigma" in score else f"x{score.get('scale')}"
     realism = f" at realism {score['realism']:g}" if "realism" in score else ""
     sharpness = f", sharpness {score['sharpness']:.2f}" if "sharpness" in score else ""
     return f"{score['set']} {level}{realism}: {score['psnr']:.2f} dB PSNR, SSIM {score['ssim']:.4f}{sharpness}"
