@@ -93,3 +93,13 @@ def test_enhance_without_model_uses_the_shipped_denoiser(tmp_path, weights_dir):
 def test_shipped_weights_are_under_20_mb():
     total = sum(p.stat().st_size for p in zoo.WEIGHTS_DIR.glob("*.safetensors"))
     assert total < 20e6
+
+
+def test_models_output_piped_into_a_reader_that_stops_early_is_not_an_error():
+    import subprocess
+
+    with subprocess.Popen([sys.executable, "-m", "sagan_restore", "models"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        proc.stdout.close()  # the reader is gone before anything is written, as `| head -0` would be
+        assert proc.wait(timeout=60) == 0
+        assert "Traceback" not in proc.stderr.read().decode()

@@ -4,6 +4,7 @@ dispatches. The argparse Namespace never leaves this file: it becomes a typed co
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -508,10 +509,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest: f"sagan-restore: warning: {message}\n"
     try:
-        return args.command(args)
+        code = args.command(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
+        return code
     except UserError as err:
         print(f"sagan-restore: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sagan-restore: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
