@@ -154,6 +154,8 @@ def load_generator(path: Path, *, device: str | torch.device = "cpu") -> tuple[U
         raise UserError(f"{path}: not a sagan-restore generator (no '{GENERATOR_FORMAT}' metadata)")
     if "delta_of" in metadata:
         base_path = path.with_name(metadata["delta_of"])
+        if base_path.name == path.name:
+            raise UserError(f"{path}: damaged difference file, it names itself as its base")
         if not base_path.exists():
             raise UserError(f"{path}: stored as a difference from {base_path.name}, which is missing beside it")
         base, _ = load_generator(base_path)
