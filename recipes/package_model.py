@@ -81,6 +81,9 @@ def main(argv=None) -> int:
     parser.add_argument("--scores", type=Path, help="results.json from sagan-restore evaluate")
     parser.add_argument("--hardware", default="2-core CPU (AMD EPYC), no GPU")
     parser.add_argument("--gan", action="store_true", help="package the realism (GAN) variant of --name")
+    parser.add_argument("--train-seconds", type=float,
+                        help="total training wall time, where the run's log.csv clock restarted on a resume "
+                             "(checkpoints from before the robustness work did not store it)")
     args = parser.parse_args(argv)
 
     model, info = checkpoint.load_model(args.run, realism=0)
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
         "steps": info.get("steps", info.get("step")),
         "recipe": args.recipe,
         "hardware": args.hardware,
-        "train_seconds": training_seconds(run_dir),
+        "train_seconds": args.train_seconds or training_seconds(run_dir),
         "parameters": count_parameters(model),
         "gflops_per_mp": round(gflops_per_megapixel(model), 1),
         "scores": summarise_scores(args.scores) if args.scores else [],
