@@ -42,10 +42,9 @@ PRETRAINED = {
     m.name: m
     for m in [
         # Default realism points, chosen on held-out photos (recipes/validation_photos.py), never the test
-        # sets: for denoise, 0.5 scored higher PSNR than the L1 model and is a little sharper; for sr2 and
-        # sr4, 0.5 gives about half the sharpening of the GAN end for about a third of its PSNR cost.
-        Pretrained("denoise", "blind denoiser for Gaussian noise sigma 0..55, colour and grey, 8-bit or float input",
-                   default_realism=0.5),
+        # sets: for denoise, 0: its GAN variant adds almost no detail there (sharpness 0.434 -> 0.439) and
+        # costs PSNR; for sr2 and sr4, 0.5, which brings back part of the detail for under 1 dB there.
+        Pretrained("denoise", "blind denoiser for Gaussian noise sigma 0..55, colour and grey, 8-bit or float input"),
         Pretrained("sr2", "x2 super-resolution of clean (bicubic-downscaled) images", scale=2, default_realism=0.5),
         Pretrained("sr4", "x4 super-resolution of clean (bicubic-downscaled) images", scale=4, default_realism=0.5),
     ]
