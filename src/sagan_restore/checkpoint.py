@@ -284,7 +284,7 @@ def load_model(spec: str | Path, *, device="cpu", realism: float | None = None,
 
 def realism_partner(path: Path) -> Path | None:
     """The GAN variant stored beside a model file: NAME_gan.safetensors next to NAME.safetensors."""
-    partner = path.with_name(f"{path.stem}_gan.safetensors")
+    partner = zoo.realism_file(path)
     return partner if path.suffix == ".safetensors" and partner.exists() else None
 
 

@@ -18,6 +18,12 @@ from sagan_restore.errors import UserError
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
+def realism_file(model_file: Path) -> Path:
+    """Where a model file's GAN (realism) variant is kept: NAME_gan.safetensors beside NAME.safetensors.
+    One rule for the shipped models and users' own files."""
+    return model_file.with_name(f"{model_file.stem}_gan.safetensors")
+
+
 @dataclass(frozen=True)
 class Pretrained:
     name: str
@@ -31,7 +37,7 @@ class Pretrained:
 
     @property
     def realism_path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.name}_gan.safetensors"
+        return realism_file(self.path)
 
     @property
     def has_realism(self) -> bool:
