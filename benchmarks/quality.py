@@ -19,12 +19,14 @@ from benchdoc import REPO, git_commit, replace_section, script_command
 from sagan_restore import baselines
 from sagan_restore.config import EvaluateConfig
 from sagan_restore.evaluate import (Record, Report, baseline_method, condition_cell, evaluate, markdown_table,
-                                    method_notes, model_method, model_names, write_report)
+                                    method_notes, model_methods, quality_cell, sharpness_cell, speed_cell,
+                                    write_report)
 
 DEFAULT_ROOT = REPO.parent / "shared" / "benchmarks"
 DENOISING_SETS = ("McMaster", "Set12")  # colour, grey
 SR_SETS = ("Set5",)
 # Which published row a measured baseline reproduces, to show the gap beside it.
+NOT_RUN = "not run"  # a table cell for a method that does not apply to that condition
 PUBLISHED_COUNTERPART = {("McMaster", "bm3d"): "CBM3D (classical)", ("Set12", "bm3d"): "BM3D",
                          ("Set5", "bicubic"): "bicubic"}
 
@@ -60,10 +62,8 @@ def run(args: argparse.Namespace) -> Report:
     if not sets or unknown or bad_baselines:
         sys.exit(f"quality.py: choose sets from {DENOISING_SETS + SR_SETS} (unknown: {unknown}) and baselines "
                  f"from {[*baselines.DENOISERS, *baselines.UPSCALERS]} (unknown: {bad_baselines})")
-    points = [float(r) for r in split_list(args.realism)] if args.realism else [None]
-    models = [model_method(spec, name if r is None else f"{name} r{r:g}", device=args.device, tile=args.tile,
-                           realism=r)
-              for spec, name in zip(args.models, model_names(tuple(args.models))) for r in points]
+    points = tuple(float(r) for r in split_list(args.realism)) if args.realism else ()
+    models = model_methods(tuple(args.models), device=args.device, tile=args.tile, realism=points)
     records, comparisons, environment = [], [], None
     for task, set_names, table in (("denoise", DENOISING_SETS, baselines.DENOISERS),
                                    ("sr", SR_SETS, baselines.UPSCALERS)):
@@ -118,14 +118,14 @@ def set_section(set_name: str, records: list[Record], published: tuple[list[str]
     lines = [f"### {set_name}: {what}", "",
              f"Measured here, this run ({records[0].n_images} images, mean; input: {records[0].input}):", "",
              markdown_table([f"method \\ {head}"] + conditions,
-                            [[label(m)] + [_quality(cell.get((m, c))) for c in conditions] for m in methods]),
+                            [[label(m)] + [quality_cell(cell.get((m, c)), NOT_RUN) for c in conditions] for m in methods]),
              "", "Sharpness ratio (high-frequency energy of the output over the ground truth's, on what PSNR "
                  "scores; 1.0 ideal, below = smoother, above = noisier or invented detail):", "",
              markdown_table([f"method \\ {head}"] + conditions,
-                            [[label(m)] + [_sharpness(cell.get((m, c))) for c in conditions] for m in methods]),
+                            [[label(m)] + [sharpness_cell(cell.get((m, c)), NOT_RUN) for c in conditions] for m in methods]),
              "", "Seconds per megapixel, measured here in the same run (median over images):", "",
              markdown_table([f"method \\ {head}"] + conditions,
-                            [[label(m)] + [_speed(cell.get((m, c))) for c in conditions] for m in methods])]
+                            [[label(m)] + [speed_cell(cell.get((m, c)), NOT_RUN, digits=3) for c in conditions] for m in methods])]
     if published:
         header, rows = published
         lines += ["", "Published PSNR (papers, not measured here):", "",
@@ -148,18 +148,6 @@ def _gaps(set_name: str, records: list[Record], published: tuple[list[str], list
         out.append(f"- `{r.method}` {column}: measured {r.psnr:.2f} dB, published {reference} {value:.2f} dB, "
                    f"difference {r.psnr - value:+.2f} dB")
     return ["", "Measured baselines against their published numbers:", "", *out] if out else []
-
-
-def _quality(r: Record | None) -> str:
-    return "not run" if r is None else f"{r.psnr:.2f} / {r.ssim:.4f}"
-
-
-def _sharpness(r: Record | None) -> str:
-    return "not run" if r is None else f"{r.sharpness:.3f}"
-
-
-def _speed(r: Record | None) -> str:
-    return "not run" if r is None else f"{r.sec_per_mp:.3g}"
 
 
 def doc_section(report: Report, published: dict) -> str:

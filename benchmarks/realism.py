@@ -16,7 +16,7 @@ from benchdoc import REPO, git_commit, replace_section, script_command
 
 from sagan_restore.config import EvaluateConfig
 from sagan_restore.evaluate import (baseline_method, condition_cell, cpu_name, evaluate, markdown_table,
-                                    method_notes, model_method, write_report)
+                                    method_notes, model_methods, model_names, write_report)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,18 +51,17 @@ def what_the_gan_buys(points: list) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    points = [float(p) for p in args.points.split(",")]
+    points = tuple(float(p) for p in args.points.split(","))
     baselines = args.baselines or ("bicubic" if args.task == "sr" else "noisy")
-    name = Path(args.model).stem
+    name = model_names((args.model,))[0]
     cfg = EvaluateConfig(sets=(args.root / args.set,), task=args.task, sigmas=(args.sigma,), scales=(args.scale,),
                          threads=args.threads, figure_images=3)
     methods = [baseline_method(b, args.task) for b in baselines.split(",")]
-    methods += [model_method(args.model, f"{name} r{p:g}", device="cpu", realism=p) for p in points]
+    methods += model_methods((args.model,), device="cpu", realism=points)
     report = evaluate(cfg, progress=True, methods=methods)
     out = args.out / f"{name}_{args.set}"
     written = write_report(report, out, overwrite=True)
     figure = REPO / "docs" / f"realism_{name}_{args.set}.png"
-    shutil.copyfile(next(p for p in written if p.name.startswith("compare_")), figure)
     condition = condition_cell(report.records[0])
     rows = [[r.method, "" if r.realism is None else f"{r.realism:g}", f"{r.psnr:.2f}", f"{r.ssim:.4f}",
              f"{r.sharpness:.3f}"] for r in report.records]
@@ -91,6 +90,7 @@ def main(argv=None) -> None:
     ])
     print(section)
     if not args.no_doc:
+        shutil.copyfile(next(p for p in written if p.name.startswith("compare_")), figure)
         replace_section(f"realism-{name}", section)
 
 

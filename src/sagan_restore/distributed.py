@@ -85,11 +85,7 @@ def all_agree(flag: bool, device: torch.device) -> bool:
 
 def any_process(flag: bool, device: torch.device) -> bool:
     """True if `flag` is true in some process."""
-    if not dist.is_initialized():
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return not all_agree(not flag, device)
 
 
 def mean_over_processes(values: dict[str, float], device: torch.device) -> dict[str, float]:

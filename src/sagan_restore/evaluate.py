@@ -292,14 +292,21 @@ def model_names(specs: tuple[str, ...]) -> list[str]:
     return [f"{n}#{names[:i].count(n) + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
+def model_methods(specs: tuple[str, ...], *, device: str, tile: int | None = None,
+                  realism: tuple[float, ...] = ()) -> list[Method]:
+    """Each model once at its default realism, or once per realism point (named "NAME rR")."""
+    methods = []
+    for spec, name in zip(specs, model_names(specs)):
+        if not realism:
+            methods.append(model_method(spec, name, device=device, tile=tile))
+        else:
+            methods += [model_method(spec, f"{name} r{r:g}", device=device, tile=tile, realism=r) for r in realism]
+    return methods
+
+
 def build_methods(cfg: EvaluateConfig) -> list[Method]:
     methods = [baseline_method(name, cfg.task) for name in cfg.baselines]
-    for spec, name in zip(cfg.models, model_names(cfg.models)):
-        if not cfg.realism:
-            methods.append(model_method(spec, name, device=cfg.device, tile=cfg.tile))
-            continue
-        methods += [model_method(spec, f"{name} r{r:g}", device=cfg.device, tile=cfg.tile, realism=r)
-                    for r in cfg.realism]
+    methods += model_methods(cfg.models, device=cfg.device, tile=cfg.tile, realism=cfg.realism)
     if not methods:
         raise UserError("nothing to evaluate: give --model and/or --baselines")
     return methods
@@ -468,14 +475,14 @@ def markdown_tables(records: list[Record]) -> str:
         what = "denoising, PSNR dB / SSIM" if task == "denoise" else "super-resolution, Y-channel PSNR dB / SSIM"
         head = "sigma" if task == "denoise" else "scale"
         blocks.append(f"**{set_name}** ({n} images, {what}, mean over images; input: {kind})\n")
-        blocks.append(markdown_table([head] + methods, [[c] + [_quality(cell.get((m, c))) for m in methods]
+        blocks.append(markdown_table([head] + methods, [[c] + [quality_cell(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
         blocks.append("\nSharpness ratio (high-frequency energy of the output over the ground truth's; 1.0 "
                       "ideal, below = smoother):\n")
-        blocks.append(markdown_table([head] + methods, [[c] + [_sharpness(cell.get((m, c))) for m in methods]
+        blocks.append(markdown_table([head] + methods, [[c] + [sharpness_cell(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
         blocks.append("\nSeconds per megapixel (median over images):\n")
-        blocks.append(markdown_table([head] + methods, [[c] + [_speed(cell.get((m, c))) for m in methods]
+        blocks.append(markdown_table([head] + methods, [[c] + [speed_cell(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
         blocks.append("")
     return "\n".join(blocks + ["Methods:", "", *method_notes(records), ""])
@@ -499,16 +506,16 @@ def condition_cell(r: Record) -> str:
     return "paired" if r.sigma is None else f"{r.sigma:g}"
 
 
-def _quality(r: Record | None) -> str:
-    return "" if r is None else f"{r.psnr:.2f} / {r.ssim:.4f}"
+def quality_cell(r: Record | None, missing: str = "") -> str:
+    return missing if r is None else f"{r.psnr:.2f} / {r.ssim:.4f}"
 
 
-def _sharpness(r: Record | None) -> str:
-    return "" if r is None else f"{r.sharpness:.3f}"
+def sharpness_cell(r: Record | None, missing: str = "") -> str:
+    return missing if r is None else f"{r.sharpness:.3f}"
 
 
-def _speed(r: Record | None) -> str:
-    return "" if r is None else f"{r.sec_per_mp:.4g}"
+def speed_cell(r: Record | None, missing: str = "", *, digits: int = 4) -> str:
+    return missing if r is None else f"{r.sec_per_mp:.{digits}g}"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
