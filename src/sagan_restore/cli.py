@@ -80,7 +80,13 @@ def add_train_parser(sub) -> None:
     model = p.add_argument_group("model")
     model.add_argument("--width", type=int, default=32)
     model.add_argument("--depth", type=int, default=3)
-    model.add_argument("--blocks", type=int, default=1, help="residual blocks per level")
+    model.add_argument("--blocks", default="1",
+                       help="blocks per level: one count for all, or one per level from full resolution to the "
+                            "bottleneck, e.g. 1,1,2,4 for --depth 3")
+    model.add_argument("--block", choices=["res", "naf"], default="res",
+                       help="res: conv-LeakyReLU-conv residual blocks; naf: NAFNet's blocks")
+    model.add_argument("--unshuffle", type=int, choices=[1, 2, 4], default=1,
+                       help="start the U-Net at 1/N resolution (pixel unshuffle, FFDNet's stem; restoration only)")
     model.add_argument("--attn-levels", help="levels with self-attention, 0 = full resolution (default: depth)")
     model.add_argument("--channels", type=int, choices=[1, 3], default=3, help="3 = colour model, 1 = grey")
     model.add_argument("--d-width", type=int, default=32, help="discriminator channels in its first layer (default 32)")
@@ -95,10 +101,16 @@ def add_train_parser(sub) -> None:
     opt.add_argument("--lr", type=float, default=2e-4)
     opt.add_argument("--lr-decay-from", type=float, default=1.0, metavar="FRACTION",
                      help="after this fraction of --iters the lr falls linearly to 0 (default 1.0: constant)")
+    opt.add_argument("--lr-schedule", choices=["linear", "cosine"], default="linear",
+                     help="shape of the decay after --lr-decay-from (default linear)")
+    opt.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW with this decoupled weight decay")
     opt.add_argument("--beta1", type=float, default=0.5)
     opt.add_argument("--beta2", type=float, default=0.999)
     opt.add_argument("--adv-weight", type=float, default=1.0, help="0 = pure L1 model, no discriminator")
-    opt.add_argument("--l1-weight", type=float, default=100.0)
+    opt.add_argument("--l1-weight", type=float, default=100.0, help="weight of the pixel loss")
+    opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default="l1")
+    opt.add_argument("--fft-weight", type=float, default=0.0,
+                     help="add a frequency (FFT) loss, this many times the pixel loss's weight (e.g. 0.05)")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--init-from", type=Path, metavar="MODEL",
                      help="start the generator from a trained model (same architecture): fine-tuning")
@@ -109,7 +121,8 @@ def add_train_parser(sub) -> None:
                      help="decoded training images kept in memory, per process (default 2048)")
     speed = p.add_argument_group("speed and scale (see README: Scaling up)")
     speed.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                       help="bf16 autocast; auto = bf16 on a GPU that supports it, fp32 on CPU")
+                       help="bf16 autocast; auto = bf16 on a GPU that supports it and on a CPU with native "
+                            "bf16 (AVX512-BF16 or AMX), fp32 elsewhere")
     speed.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                        help="keep a moving average of G's weights (e.g. 0.999) for samples and the saved model")
     speed.add_argument("--accumulate", type=int, default=1, metavar="N",
@@ -130,7 +143,7 @@ def add_train_parser(sub) -> None:
 def train_config_from_args(args):
     from sagan_restore.config import DegradationConfig, GeneratorConfig, TrainConfig
 
-    for name in ("iters", "batch", "crop", "width", "depth", "blocks", "save_every", "keep", "sample_every",
+    for name in ("iters", "batch", "crop", "width", "depth", "save_every", "keep", "sample_every",
                  "log_every", "max_pixels", "accumulate"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -159,7 +172,8 @@ def train_config_from_args(args):
     attn = _levels(args.attn_levels) if args.attn_levels is not None else None
     try:
         generator = GeneratorConfig(in_channels=args.channels, out_channels=args.channels, width=args.width,
-                                    depth=args.depth, blocks=args.blocks, attn_levels=attn, scale=scale)
+                                    depth=args.depth, blocks=_blocks(args.blocks), attn_levels=attn, scale=scale,
+                                    block=args.block, unshuffle=args.unshuffle)
     except ValueError as err:
         raise UserError(f"model options: {err}")
     clean = [_weighted_folder(text) for text in args.clean]
@@ -170,7 +184,8 @@ def train_config_from_args(args):
         clean_weights=tuple(w for _, w in clean), dead_leaves=args.dead_leaves, degradation=degradation,
         generator=generator, load_size=args.load_size, crop=args.crop, augment=not args.no_augment,
         iters=args.iters or 5_000, batch=args.batch, lr=args.lr, lr_decay_from=args.lr_decay_from,
-        betas=(args.beta1, args.beta2), init_from=args.init_from,
+        betas=(args.beta1, args.beta2), init_from=args.init_from, lr_schedule=args.lr_schedule,
+        weight_decay=args.weight_decay, pixel_loss=args.pixel_loss, fft_weight=args.fft_weight,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, d_norm=args.d_norm, seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,
@@ -197,6 +212,16 @@ def run_train(args) -> int:
     if is_main_process():
         print(f"finished: {out / 'generator.safetensors'}")
     return 0
+
+
+def _blocks(text: str) -> int | tuple[int, ...]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--blocks {text}: expected a count or comma-separated counts, e.g. 1 or 1,1,2,4")
+    if min(counts) < 0 or (len(counts) == 1 and counts[0] < 1):
+        raise UserError(f"--blocks {text}: counts must be 0 or more (and a single count at least 1)")
+    return counts[0] if len(counts) == 1 else tuple(counts)
 
 
 def _tile(text: str) -> int | None:
@@ -374,7 +399,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--task", choices=["denoise", "sr"], default="denoise")
     p.add_argument("--sigma", default="25", help="noise levels (0..255 scale), e.g. 15,25,50 (default 25)")
     p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")
-    p.add_argument("--baselines", help="classical methods run on the same inputs: noisy,nlm,bm3d (denoise; "
+    p.add_argument("--baselines", help="other methods run on the same inputs: noisy,nlm,bm3d,ffdnet (denoise; "
                                        "default noisy) or bicubic,lanczos (sr; default bicubic); none for none")
     p.add_argument("--quantized-input", action="store_true",
                    help="clip and round noisy inputs to 8 bits, as a saved file would be, instead of the "

@@ -18,19 +18,57 @@ class GeneratorConfig:
     out_channels: int = 3
     width: int = 32  # channels at full resolution; doubled at each level down
     depth: int = 3  # number of 2x downsamplings; inputs are padded to a multiple of 2**depth
-    blocks: int = 1  # residual blocks per level, in the encoder and in the decoder
+    # Blocks per level, in the encoder and in the decoder at that level; the last entry is the bottleneck's.
+    # An int means that many at every level. Coarse levels are cheap: a block at level i costs 2**-i of
+    # one at level 0 (twice the channels on a quarter of the pixels, and convs scale with channels squared).
+    blocks: int | tuple[int, ...] = 1
     # Levels with self-attention: 0 = full resolution ... depth = bottleneck (fewest tokens, the default).
     attn_levels: tuple[int, ...] | None = None
     scale: int = 1  # 1 for restoration, 2/3/4 for super-resolution
+    # "res": conv-LeakyReLU-conv residual blocks. "naf": NAFNet's blocks (LayerNorm, 1x1 -> depthwise 3x3
+    # -> SimpleGate -> simplified channel attention -> 1x1, then a gated feed-forward, learned residual
+    # scales starting at 0).
+    block: str = "res"
+    # > 1: FFDNet's stem: the U-Net starts at 1/unshuffle of the input resolution (pixel unshuffle, so no
+    # pixel is lost) with `width` channels there, and a pixel shuffle restores the resolution at the end.
+    unshuffle: int = 1
 
     def __post_init__(self):
         if self.attn_levels is None:
             object.__setattr__(self, "attn_levels", (self.depth,))
+        if isinstance(self.blocks, int):
+            object.__setattr__(self, "blocks", self.blocks)
+        else:
+            object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+            if len(self.blocks) != self.depth + 1:
+                raise ValueError(f"blocks {list(self.blocks)}: give one count per level, {self.depth + 1} "
+                                 f"for depth {self.depth} (the last is the bottleneck's)")
+        if min(self.level_blocks) < 0:
+            raise ValueError(f"blocks {self.blocks}: counts must be 0 or more")
+        if self.block not in ("res", "naf"):
+            raise ValueError(f"block must be 'res' or 'naf', not {self.block!r}")
+        if self.unshuffle not in (1, 2, 4):
+            raise ValueError(f"unshuffle must be 1, 2 or 4, not {self.unshuffle}")
+        if self.unshuffle > 1 and self.scale > 1:
+            raise ValueError("unshuffle is for restoration (scale 1): SR already works at the low resolution")
         if self.scale not in (1, 2, 3, 4):
             raise ValueError(f"scale must be 1, 2, 3 or 4, not {self.scale}")
         bad = [lv for lv in self.attn_levels if not 0 <= lv <= self.depth]
         if bad:
             raise ValueError(f"attention levels {bad} outside 0..{self.depth}")
+
+
+    @property
+    def level_blocks(self) -> tuple[int, ...]:
+        """Blocks at each level 0..depth (depth = the bottleneck)."""
+        if isinstance(self.blocks, int):
+            return (self.blocks,) * (self.depth + 1)
+        return self.blocks
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are padded to a multiple of this: every level must halve evenly."""
+        return self.unshuffle * 2**self.depth
 
 
 @dataclass(frozen=True)
@@ -64,10 +102,14 @@ class TrainConfig:
     iters: int = 5_000
     batch: int = 8  # the global batch: split over torchrun processes and accumulation steps
     lr: float = 2e-4
-    lr_decay_from: float = 1.0  # fraction of iters after which the lr falls linearly to 0 (1.0 = constant)
+    lr_decay_from: float = 1.0  # fraction of iters after which the lr falls to 0 (1.0 = constant)
+    lr_schedule: str = "linear"  # shape of that fall: "linear" (pix2pix) or "cosine" (NAFNet, SAFMN)
     betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
+    weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
     adv_weight: float = 1.0
-    l1_weight: float = 100.0  # pix2pix's value: L1 anchors content, D adds texture
+    l1_weight: float = 100.0  # weight of the pixel loss; pix2pix's value: L1 anchors content, D adds texture
+    pixel_loss: str = "l1"  # "l1" or "charbonnier"
+    fft_weight: float = 0.0  # > 0: add a frequency (FFT) term, this many times the pixel loss's weight
     d_width: int = 32  # pix2pix uses 64; 32 costs a quarter of the FLOPs and judges 70x70 patches all the same
     d_layers: int = 3  # 3 layers give the 70x70 receptive field of pix2pix
     spectral_norm: bool = False
@@ -79,7 +121,9 @@ class TrainConfig:
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
-    precision: str = "auto"  # "auto" (bf16 autocast on a GPU that has it, else fp32), "fp32" or "bf16"
+    # "auto": bf16 autocast on a GPU that has it and on a CPU that runs bf16 natively (AVX512-BF16 or AMX),
+    # float32 elsewhere (CPUs without it emulate bf16, slower than float32); or "fp32", "bf16".
+    precision: str = "auto"
     ema: float = 0.0  # > 0: decay of a moving average of G's weights, used for samples and the saved model
     accumulate: int = 1  # micro-batches per optimiser step; `batch` is the global batch either way
     compile: bool = False  # torch.compile the nets for the training step
@@ -92,6 +136,14 @@ class TrainConfig:
     sample_every: int = 250
     log_every: int = 10
     max_pixels: int = 200_000_000  # larger images are refused as possible decompression bombs
+
+    def __post_init__(self):
+        for name, allowed in (("precision", ("auto", "fp32", "bf16")), ("pixel_loss", ("l1", "charbonnier")),
+                              ("lr_schedule", ("linear", "cosine")), ("d_norm", ("instance", "batch", "none"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.fft_weight < 0 or self.weight_decay < 0:
+            raise ValueError("fft_weight and weight_decay must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -143,8 +195,11 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def generator_config_from_dict(d: dict) -> GeneratorConfig:
+    """Fields missing from older files take their defaults, which are those files' architecture."""
     levels = d.get("attn_levels")
-    return GeneratorConfig(**{**d, "attn_levels": tuple(levels) if levels is not None else None})
+    blocks = d.get("blocks", 1)
+    return GeneratorConfig(**{**d, "attn_levels": tuple(levels) if levels is not None else None,
+                              "blocks": blocks if isinstance(blocks, int) else tuple(blocks)})
 
 
 def train_config_from_dict(d: dict) -> TrainConfig:

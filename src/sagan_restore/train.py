@@ -54,11 +54,12 @@ from sagan_restore.errors import UserError
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator
 from sagan_restore.models.generator import UNetGenerator
-from sagan_restore.models.losses import adversarial_loss, l1_loss
+from sagan_restore.models.losses import adversarial_loss, frequency_loss, pixel_loss
 from sagan_restore.plots import plot_losses, save_sample_grid
 
 LOG_FIELDS = ["step", "seconds", "g_total", "g_l1", "g_adv", "d_real", "d_fake", "val_psnr", "lr", "skipped",
-              "images_per_s", "data_wait"]
+              "images_per_s", "data_wait", "cpu_seconds"]
+LATER_LOG_FIELDS = {"cpu_seconds"}  # added after the first release: logs of older runs lack them
 NONFINITE_PATIENCE = 5  # skipped updates in a row before rolling back
 MAX_ROLLBACKS = 3
 ROLLBACK_LR_FACTOR = 0.5
@@ -166,10 +167,16 @@ def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
         for net in (g, d):
             if net is not None:
                 net.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas) if d is not None else None
+    opt_g = make_optimizer(g, cfg)
+    opt_d = make_optimizer(d, cfg) if d is not None else None
     ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema > 0 else None
     return Nets(g, d, opt_g, opt_d, ema, train_g=g, train_d=d)
+
+
+def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.weight_decay > 0:
+        return torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas)
 
 
 def wrap_for_training(nets: Nets, cfg: TrainConfig, rank: distributed.Rank, device: torch.device) -> None:
@@ -188,12 +195,31 @@ def wrap_for_training(nets: Nets, cfg: TrainConfig, rank: distributed.Rank, devi
             nets.train_d = torch.compile(nets.train_d)
 
 
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a run with this --precision computes in bf16 on this device (see TrainConfig.precision)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """AVX512-BF16 or AMX-BF16 in the CPU's flags. Measured here: a training step of the default model in
+    bf16 autocast takes 0.45x the float32 time on an AMD EPYC with AVX512-BF16 (docs/BENCHMARKS.md);
+    without those instructions oneDNN emulates bf16 and is slower than float32."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:  # not Linux, or no /proc: assume nothing
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def autocast_for(cfg: TrainConfig, device: torch.device):
-    """A factory of autocast contexts: bf16 where asked for (or, with "auto", on a GPU that has it).
-    bf16 keeps float32's exponent range, so unlike float16 it needs no loss scaling."""
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"
-                                       and torch.cuda.is_bf16_supported())
-    return partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
+    """A factory of autocast contexts: bf16 where `uses_bf16`. The weights, the optimiser and the losses
+    stay float32; bf16 keeps float32's exponent range, so unlike float16 it needs no loss scaling."""
+    return partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=uses_bf16(cfg.precision, device))
 
 
 def init_generator(nets: Nets, cfg: TrainConfig) -> None:
@@ -206,11 +232,15 @@ def init_generator(nets: Nets, cfg: TrainConfig) -> None:
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Constant, then (after lr_decay_from * iters) linear decay to 0, as pix2pix's 'linear' policy."""
+    """Constant, then (after lr_decay_from * iters) a decay to 0: linear (pix2pix's 'linear' policy) or
+    half a cosine (NAFNet's and SAFMN's schedule, which stays high longer and lands more gently)."""
     decay_start = cfg.lr_decay_from * cfg.iters
     if step <= decay_start:
         return cfg.lr
-    return cfg.lr * max(0.0, (cfg.iters - step) / max(cfg.iters - decay_start, 1))
+    remaining = max(0.0, (cfg.iters - step) / max(cfg.iters - decay_start, 1))  # 1 -> 0 over the decay
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1 - math.cos(math.pi * remaining))
+    return cfg.lr * remaining
 
 
 def set_learning_rate(nets: Nets, lr: float) -> None:
@@ -279,8 +309,10 @@ def g_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -
                 with amp():
                     fake = nets.train_g(inputs)
             fake = fake.float()
-            loss_l1 = l1_loss(fake, target)
+            loss_l1 = pixel_loss(fake, target, cfg.pixel_loss)
             loss = cfg.l1_weight * loss_l1
+            if cfg.fft_weight > 0:
+                loss = loss + cfg.l1_weight * cfg.fft_weight * frequency_loss(fake, target)
             if d is not None:
                 with amp():
                     logits = d(inputs, fake)
@@ -367,7 +399,8 @@ def remove_partial_writes(run_dir: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
-def state_of(nets: Nets, cfg: TrainConfig, *, step: int, health: Health, seconds: float) -> dict:
+def state_of(nets: Nets, cfg: TrainConfig, *, step: int, health: Health, seconds: float,
+             cpu_seconds: float = 0.0) -> dict:
     state = {
         "step": step,
         "config": config_to_dict(cfg),
@@ -376,6 +409,7 @@ def state_of(nets: Nets, cfg: TrainConfig, *, step: int, health: Health, seconds
         "torch_rng": torch.get_rng_state(),
         "health": asdict(health),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
     }
     if nets.discriminator is not None:
         state["discriminator"] = nets.discriminator.state_dict()
@@ -385,9 +419,11 @@ def state_of(nets: Nets, cfg: TrainConfig, *, step: int, health: Health, seconds
     return state
 
 
-def save_state(cfg: TrainConfig, nets: Nets, *, step: int, health: Health, seconds: float) -> Path:
+def save_state(cfg: TrainConfig, nets: Nets, *, step: int, health: Health, seconds: float,
+               cpu_seconds: float) -> Path:
     path = checkpoint.checkpoint_path(cfg.out, step)
-    checkpoint.save_checkpoint(path, state_of(nets, cfg, step=step, health=health, seconds=seconds))
+    checkpoint.save_checkpoint(path, state_of(nets, cfg, step=step, health=health, seconds=seconds,
+                                              cpu_seconds=cpu_seconds))
     checkpoint.prune_checkpoints(cfg.out, keep=cfg.keep)
     return path
 
@@ -408,17 +444,19 @@ def initial_state(cfg: TrainConfig, device: torch.device) -> dict:
     return state_of(build_nets(cfg, device), cfg, step=0, health=Health(), seconds=0.0)
 
 
-def resume_state(cfg: TrainConfig, nets: Nets, health: Health, device: torch.device) -> tuple[int, float]:
-    """Load the newest checkpoint that loads into the nets: (step to continue from, seconds trained)."""
+def resume_state(cfg: TrainConfig, nets: Nets, health: Health,
+                 device: torch.device) -> tuple[int, float, float]:
+    """Load the newest checkpoint that loads into the nets: (step to continue from, seconds trained,
+    CPU seconds this process family spent on it)."""
     state = checkpoint.newest_loadable_checkpoint(cfg.out, apply=lambda s: load_state(nets, s))
     if state is None:  # none saved yet, or none usable: start over, undoing any half-applied state
         load_state(nets, initial_state(cfg, device))
-        return 0, 0.0
+        return 0, 0.0, 0.0
     for key, value in state.get("health", {}).items():
         setattr(health, key, value)
     health.streak = 0
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), float(state.get("seconds", 0.0))
+    return int(state["step"]), float(state.get("seconds", 0.0)), float(state.get("cpu_seconds", 0.0))
 
 
 def roll_back(cfg: TrainConfig, nets: Nets, health: Health, *, step: int, device: torch.device) -> int:
@@ -508,7 +546,7 @@ def _summary_writer(folder: Path, *, purge_step: int):
 
 
 def _complete_row(row: dict) -> bool:
-    if None in row or None in row.values():  # too many fields, or too few
+    if None in row or any(v is None for k, v in row.items() if k not in LATER_LOG_FIELDS):  # too many, too few
         return False
     return row["step"].isdigit()
 
@@ -607,7 +645,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         if cfg.init_from is not None and not resume:
             init_generator(nets, cfg)
         health = Health()
-        start, seconds_before = resume_state(cfg, nets, health, device) if resume else (0, 0.0)
+        start, seconds_before, cpu_before = resume_state(cfg, nets, health, device) if resume else (0, 0.0, 0.0)
         distributed.check_same_everywhere(torch.tensor([start]), what="the step to resume from")
         if start >= cfg.iters:
             raise UserError(f"{cfg.out} is already at step {start} of {cfg.iters}; pass --iters N to train longer")
@@ -616,11 +654,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         amp = autocast_for(cfg, device)
         log = RunLog(cfg, start_step=start) if rank.is_main else None
         val = validation_pair(cfg) if rank.is_main else None
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         meter = Throughput()
 
         def seconds() -> float:  # training time across resumes
             return seconds_before + time.perf_counter() - began
+
+        def cpu_seconds() -> float:  # this process's CPU time, all threads, across resumes: what a budget counts
+            return cpu_before + time.process_time() - cpu_began
 
         def loader_from(step: int):
             return iter(make_loader(samples, cfg, step, rank=rank, micro_batch=micro_batch, device=device))
@@ -650,8 +691,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                 stopping = distributed.any_process(stop.received is not None, device)  # all stop at one step
                 with resume_hint(cfg, step):
                     maybe_log(cfg, nets, log, step=step, losses=losses, health=health, meter=meter,
-                              seconds=seconds(), batch=micro_batches[0], val=val, device=device, bar=bar)
-                    maybe_save(cfg, nets, step=step, health=health, seconds=seconds(), rank=rank, now=stopping)
+                              seconds=(seconds(), cpu_seconds()), batch=micro_batches[0], val=val,
+                              device=device, bar=bar)
+                    maybe_save(cfg, nets, step=step, health=health, seconds=(seconds(), cpu_seconds()),
+                               rank=rank, now=stopping)
                 if stopping and step < cfg.iters:
                     saved = checkpoint.checkpoint_path(cfg.out, step)
                     raise TrainingStopped(stop.received or signal.SIGTERM, step, cfg.out, saved)
@@ -667,7 +710,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
 
 def maybe_log(cfg: TrainConfig, nets: Nets, log: RunLog | None, *, step: int, losses: dict, health: Health,
-              meter: Throughput, seconds: float, batch, val, device, bar) -> None:
+              meter: Throughput, seconds: tuple[float, float], batch, val, device, bar) -> None:
     """At log steps: a row of losses (averaged over processes), speed and learning rate; at sample steps
     also samples.png, the validation PSNR and losses.png. Every process calls this (for the average);
     only rank 0, which has the log, writes."""
@@ -681,21 +724,23 @@ def maybe_log(cfg: TrainConfig, nets: Nets, log: RunLog | None, *, step: int, lo
         losses["val_psnr"] = write_samples(cfg, nets.final_generator, batch, val, device)
     speed = meter.read()
     lr = learning_rate(cfg, step) * health.lr_scale
-    log.append({"step": step, "seconds": seconds, **losses, "lr": lr, "skipped": health.skipped, **speed})
+    wall, cpu = seconds
+    log.append({"step": step, "seconds": wall, **losses, "lr": lr, "skipped": health.skipped, **speed,
+                "cpu_seconds": cpu})
     shown = {k: v for k, v in losses.items() if v is not None} | {"img/s": speed["images_per_s"]}
     bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
     if sample_now:
         plot_losses(cfg.out / "log.csv", cfg.out / "losses.png")
 
 
-def maybe_save(cfg: TrainConfig, nets: Nets, *, step: int, health: Health, seconds: float, rank: distributed.Rank,
-               now: bool) -> None:
+def maybe_save(cfg: TrainConfig, nets: Nets, *, step: int, health: Health, seconds: tuple[float, float],
+               rank: distributed.Rank, now: bool) -> None:
     """A checkpoint every save_every steps, at the end, and `now`. Rank 0 writes it; every process checks
     that all hold the same weights, then waits for the write to finish."""
     if not (step % cfg.save_every == 0 or step == cfg.iters or now):
         return
     if rank.is_main:
-        save_state(cfg, nets, step=step, health=health, seconds=seconds)
+        save_state(cfg, nets, step=step, health=health, seconds=seconds[0], cpu_seconds=seconds[1])
     weights = distributed.fingerprint(nets.generator, nets.discriminator, nets.ema)
     distributed.check_same_everywhere(weights, what=f"the weights at step {step}")
     distributed.barrier()  # nobody reads checkpoints (a rollback) while rank 0 is still writing them

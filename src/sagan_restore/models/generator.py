@@ -6,6 +6,11 @@ up: 1x1 conv + pixel shuffle, never transposed convolutions, whose uneven kernel
 checkerboards pix2pix users complain about. No normalisation layers, so there are no batch statistics
 and training and inference compute the same function.
 
+Blocks: "res" (conv-LeakyReLU-conv) or NAFNet's ("naf", Chen et al. 2022), chosen per model by
+`GeneratorConfig.block`. With `unshuffle` > 1 the U-Net starts at a lower resolution, as FFDNet does: a
+pixel unshuffle folds each 2x2 patch into channels, so every pixel is still seen, and the full-resolution
+level, where a 32-channel convolution moves the most memory per FLOP, is gone.
+
 Super-resolution runs the whole U-Net at the low input resolution and upsamples at the end (pixel
 shuffle), as ESPCN and EDSR do: scale**2 times fewer FLOPs than working on a pre-upsampled input, and no
 worse in quality because the tail learns the upsampling instead of starting from bicubic's blur. A global
@@ -31,8 +36,65 @@ class ResBlock(nn.Module):
         return x + self.conv2(self.act(self.conv1(x)))
 
 
-def _stage(channels: int, blocks: int, attention: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [ResBlock(channels) for _ in range(blocks)]
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each pixel (NAFNet's), with a learned per-channel scale and shift."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x):
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class SimpleGate(nn.Module):
+    """Halves the channels by multiplying one half with the other: NAFNet's replacement for activations."""
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+class NAFBlock(nn.Module):
+    """NAFNet's block: a spatial half (LayerNorm, 1x1 to 2C, depthwise 3x3, SimpleGate, simplified channel
+    attention, 1x1) and a gated feed-forward half, each added through a learned per-channel scale that
+    starts at 0, so a fresh block is the identity.
+
+    The channel attention scales channels by a 1x1 conv of their mean over the whole input: over a training
+    crop, or over a tile at inference (the tiles are larger than the crops, so the means are steadier)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        c2 = 2 * channels
+        self.norm1 = LayerNorm2d(channels)
+        self.expand = nn.Conv2d(channels, c2, 1)
+        self.depthwise = nn.Conv2d(c2, c2, 3, padding=1, groups=c2)
+        self.gate = SimpleGate()
+        self.channel_attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels, 1))
+        self.project = nn.Conv2d(channels, channels, 1)
+        self.norm2 = LayerNorm2d(channels)
+        self.ffn_expand = nn.Conv2d(channels, c2, 1)
+        self.ffn_project = nn.Conv2d(channels, channels, 1)
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x):
+        y = self.gate(self.depthwise(self.expand(self.norm1(x))))
+        y = self.project(y * self.channel_attention(y))
+        x = x + self.beta * y
+        y = self.ffn_project(self.gate(self.ffn_expand(self.norm2(x))))
+        return x + self.gamma * y
+
+
+BLOCKS = {"res": ResBlock, "naf": NAFBlock}
+
+
+def _stage(channels: int, blocks: int, attention: bool, block: str = "res") -> nn.Sequential:
+    layers: list[nn.Module] = [BLOCKS[block](channels) for _ in range(blocks)]
     if attention:
         layers.append(SelfAttention2d(channels))
     return nn.Sequential(*layers)
@@ -59,18 +121,23 @@ class UNetGenerator(nn.Module):
         self.cfg = cfg
         widths = [cfg.width * 2**i for i in range(cfg.depth + 1)]
         attn = set(cfg.attn_levels)
-        self.head = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
-        self.encoders = nn.ModuleList(_stage(widths[i], cfg.blocks, i in attn) for i in range(cfg.depth))
+        blocks = cfg.level_blocks
+        u = cfg.unshuffle
+        # Module names of the default architecture are those of the first shipped models: their files load.
+        self.head = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(cfg.in_channels * u * u, widths[0], 3, padding=1)) \
+            if u > 1 else nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.encoders = nn.ModuleList(_stage(widths[i], blocks[i], i in attn, cfg.block) for i in range(cfg.depth))
         self.downs = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 2, stride=2) for i in range(cfg.depth))
-        self.bottleneck = _stage(widths[-1], cfg.blocks, cfg.depth in attn)
+        self.bottleneck = _stage(widths[-1], blocks[-1], cfg.depth in attn, cfg.block)
         self.ups = nn.ModuleList(Upsample(widths[i + 1], widths[i], 2) for i in range(cfg.depth))
-        self.decoders = nn.ModuleList(_stage(widths[i], cfg.blocks, False) for i in range(cfg.depth))
+        self.decoders = nn.ModuleList(_stage(widths[i], blocks[i], False, cfg.block) for i in range(cfg.depth))
         self.upsample = _upsampling_tail(widths[0], cfg.scale)
-        self.tail = nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
+        self.tail = nn.Sequential(nn.Conv2d(widths[0], cfg.out_channels * u * u, 3, padding=1), nn.PixelShuffle(u)) \
+            if u > 1 else nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
 
     @property
     def multiple(self) -> int:
-        return 2**self.cfg.depth
+        return self.cfg.multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) in [0, 1]
         h, w = x.shape[-2:]

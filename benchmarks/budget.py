@@ -1,0 +1,320 @@
+"""What a CPU budget buys: variants of the generator and its recipe, each trained for the same process CPU
+time, scored on held-out photos as they go. Writes a plot (validation PSNR against CPU-seconds, one curve
+per variant) and a table (steps/s, final PSNR, parameters, GFLOPs/MP, inference s/MP) into
+docs/BENCHMARKS.md, in a section of its task's own.
+
+    python recipes/build_corpus.py --out data/corpus
+    python recipes/validation_photos.py --out data/val_photos
+    python benchmarks/budget.py --variants res,unshuffle,naf --budget-minutes 20
+
+Fairness: every variant is a real `sagan-restore train` run in its own process, and the runs take turns on
+the machine in short slices (the others are paused with SIGSTOP), so load from outside falls on all of
+them alike. The budget counts each process's own CPU time (all its threads, data loading included; the
+`cpu_seconds` column of log.csv), not wall time. Each variant's schedule (its lr decay) is laid over the
+number of steps its budget allows, from a short calibration run, as a run of that length would be.
+
+Variants are named NAME or NAME+CHANGE+...: an architecture from ARCHITECTURES, then recipe changes from
+CHANGES applied on top (later flags win), e.g. `unshuffle+fft+cosine`. Completed runs in --out are reused
+and interrupted ones resumed, so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from benchdoc import REPO, git_commit, replace_section, script_command  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sagan_restore.checkpoint import list_checkpoints, load_model  # noqa: E402
+from sagan_restore.evaluate import cpu_name, markdown_table, protocol_noisy  # noqa: E402
+from sagan_restore.metrics import psnr  # noqa: E402
+from sagan_restore.models.generator import count_parameters, gflops_per_megapixel  # noqa: E402
+from sagan_restore.train import load_run_config, uses_bf16  # noqa: E402
+
+# The data and degradations of recipes/denoise.sh; the variants change the network and the optimisation.
+DENOISE_RECIPE = ["--task", "denoise", "--sigma", "0-55", "--quantize-share", "0.5", "--grey-share", "0.15",
+                  "--crop", "96", "--batch", "8", "--adv-weight", "0", "--lr", "3e-4", "--beta1", "0.9",
+                  "--lr-decay-from", "0.5", "--seed", "0", "--precision", "auto"]
+
+ARCHITECTURES = {
+    "res": ["--width", "32", "--depth", "3", "--blocks", "1"],  # the shipped body: one ResBlock per level
+    "res-coarse": ["--width", "32", "--depth", "3", "--blocks", "1,1,2,4"],  # more blocks where they are cheap
+    # NAFNet's blocks, trained as NAFNet is: lr 1e-3, betas (0.9, 0.9), cosine decay over the whole run.
+    "naf": ["--block", "naf", "--width", "32", "--depth", "3", "--blocks", "1,1,2,4", "--lr", "1e-3",
+            "--beta2", "0.9", "--lr-schedule", "cosine", "--lr-decay-from", "0"],
+    # FFDNet's stem: the U-Net starts at half resolution with 64 channels.
+    "unshuffle": ["--unshuffle", "2", "--width", "64", "--depth", "2", "--blocks", "1"],
+    "unshuffle-coarse": ["--unshuffle", "2", "--width", "64", "--depth", "2", "--blocks", "1,2,4"],
+    "naf-unshuffle": ["--block", "naf", "--unshuffle", "2", "--width", "64", "--depth", "2", "--blocks", "2,2,4",
+                      "--lr", "1e-3", "--beta2", "0.9", "--lr-schedule", "cosine", "--lr-decay-from", "0"],
+}
+CHANGES = {
+    "charbonnier": ["--pixel-loss", "charbonnier"],
+    "fft": ["--fft-weight", "0.05"],
+    "cosine": ["--lr-schedule", "cosine", "--lr-decay-from", "0"],
+    "lr1e-3": ["--lr", "1e-3"],
+    "lr5e-4": ["--lr", "5e-4"],
+    # Crops at equal pixels per step (96 x 96 x 8 = 73,728): 64 x 64 x 18; 128 x 128 x 4 is 65,536.
+    "crop64": ["--crop", "64", "--batch", "18"],
+    "crop128": ["--crop", "128", "--batch", "4"],
+    "no-attention": ["--attn-levels", "none"],
+    "fp32": ["--precision", "fp32"],
+}
+CURVE_SIGMA = 25.0
+FINAL_SIGMAS = (15.0, 25.0, 50.0)
+VAL_CROP = 384  # the centre of each held-out photo: six of them, 0.9 megapixels in all
+CALIBRATION_STEPS = (10, 30)  # CPU time per step is measured between these steps of a short run
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default="res,res-coarse,naf,unshuffle",
+                   help=f"comma-separated NAME[+CHANGE...]; names: {list(ARCHITECTURES)}, changes: {list(CHANGES)}")
+    p.add_argument("--budget-minutes", type=float, default=20.0, help="process CPU minutes per variant")
+    p.add_argument("--slice", type=float, default=30.0, help="wall seconds each run gets per turn")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of every run (the same for all)")
+    p.add_argument("--corpus", type=Path, default=REPO / "data" / "corpus", help="built by recipes/build_corpus.py")
+    p.add_argument("--val", type=Path, default=REPO / "data" / "val_photos",
+                   help="held-out photos (recipes/validation_photos.py); never the test sets")
+    p.add_argument("--points", type=int, default=8, help="checkpoints per run, scored for the curve")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "budget")
+    p.add_argument("--name", default="denoise", help="names the plot and the section in docs/BENCHMARKS.md")
+    p.add_argument("--no-doc", action="store_true", help="print the section, leave docs/ alone")
+    return p.parse_args(argv)
+
+
+def variant_flags(variant: str) -> list[str]:
+    name, *changes = variant.split("+")
+    if name not in ARCHITECTURES or any(c not in CHANGES for c in changes):
+        sys.exit(f"budget.py: unknown variant {variant!r}; names: {list(ARCHITECTURES)}, changes: {list(CHANGES)}")
+    return [*ARCHITECTURES[name], *(flag for c in changes for flag in CHANGES[c])]
+
+
+def train_command(variant: str, args, *, out: Path, iters: int, every: int) -> list[str]:
+    data = ["--clean", f"{args.corpus}/photos", "--clean", f"{args.corpus}/textures:0.3", "--dead-leaves", "0.15"]
+    return ["sagan-restore", "train", *data, *DENOISE_RECIPE, *variant_flags(variant), "--iters", str(iters),
+            "--save-every", str(every), "--keep", str(args.points + 2), "--sample-every", str(iters),
+            "--log-every", "5" if iters < 100 else "20", "--no-progress", "--out", str(out)]
+
+
+def run_env(args) -> dict:
+    threads = str(args.threads)
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def read_log(run: Path) -> list[dict]:
+    path = run / "log.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("cpu_seconds")]
+
+
+def calibrate(variant: str, args) -> float:
+    """CPU seconds per training step of the variant, from a short run (cached in OUT/calibration.json)."""
+    cache = args.out / "calibration.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    if variant not in known:
+        run = args.out / "calibration" / variant.replace("+", "_")
+        if not read_log(run) or int(read_log(run)[-1]["step"]) < CALIBRATION_STEPS[1]:
+            subprocess.run(["rm", "-rf", str(run)], check=True)
+            command = train_command(variant, args, out=run, iters=CALIBRATION_STEPS[1], every=10**6)
+            subprocess.run(command, check=True, env=run_env(args), stdout=subprocess.DEVNULL)
+        rows = {int(r["step"]): float(r["cpu_seconds"]) for r in read_log(run)}
+        first, last = CALIBRATION_STEPS
+        known[variant] = (rows[last] - rows[first]) / (last - first)
+        cache.write_text(json.dumps(known, indent=2))
+    return known[variant]
+
+
+def run_dir(args, variant: str) -> Path:
+    return args.out / "runs" / variant.replace("+", "_")
+
+
+def finished(run: Path) -> bool:
+    return (run / "generator.safetensors").exists()
+
+
+def train_interleaved(variants: list[str], iters: dict[str, int], args) -> None:
+    """Run every unfinished variant in its own process, one at a time in slices of --slice seconds, until
+    each has finished its steps (or overrun its budget by 15%, which stops it with a checkpoint)."""
+    budget = args.budget_minutes * 60
+    procs: dict[str, subprocess.Popen] = {}
+    for v in variants:
+        run = run_dir(args, v)
+        if finished(run):
+            continue
+        every = max(iters[v] // args.points, 1)
+        command = (["sagan-restore", "train", "--resume", str(run), "--no-progress"] if (run / "config.json").exists()
+                   else train_command(v, args, out=run, iters=iters[v], every=every))
+        run.parent.mkdir(parents=True, exist_ok=True)
+        log = open(args.out / f"{run.name}.out", "a")
+        procs[v] = subprocess.Popen(command, env=run_env(args), stdout=log, stderr=subprocess.STDOUT)
+        procs[v].send_signal(signal.SIGSTOP)  # each waits for its turn, start-up included
+    while procs:
+        for v, proc in list(procs.items()):
+            proc.send_signal(signal.SIGCONT)
+            try:
+                proc.wait(timeout=args.slice)
+            except subprocess.TimeoutExpired:
+                rows = read_log(run_dir(args, v))
+                if rows and float(rows[-1]["cpu_seconds"]) > 1.15 * budget:
+                    proc.send_signal(signal.SIGTERM)  # saves a checkpoint and exits
+                    proc.wait()
+                else:
+                    proc.send_signal(signal.SIGSTOP)
+                    continue
+            del procs[v]
+            if proc.returncode not in (0, 128 + signal.SIGTERM):
+                sys.exit(f"budget.py: the run of {v} failed (exit {proc.returncode}); see {args.out}/{v}.out")
+            print(f"{v}: done", flush=True)
+
+
+def load_val(folder: Path) -> list[np.ndarray]:
+    photos = sorted(folder.glob("*.png"))
+    if not photos:
+        sys.exit(f"budget.py: no held-out photos in {folder}; run recipes/validation_photos.py --out {folder}")
+    crops = []
+    for path in photos:
+        img = np.asarray(Image.open(path).convert("RGB"))
+        h, w = img.shape[:2]
+        s = min(VAL_CROP, h, w) // 16 * 16
+        top, left = (h - s) // 2, (w - s) // 2
+        crops.append(img[top:top + s, left:left + s])
+    return crops
+
+
+@torch.no_grad()
+def val_psnr(model, photos: list[np.ndarray], sigma: float, *, quantized: bool = False) -> float:
+    """Mean PSNR over the held-out crops with protocol noise (image i: default_rng(i)); outputs rounded."""
+    scores = []
+    for i, clean in enumerate(photos):
+        noisy = protocol_noisy(clean, sigma, i)
+        if quantized:
+            noisy = np.clip(np.round(noisy), 0, 255)
+        x = torch.from_numpy((noisy / 255).astype(np.float32)).permute(2, 0, 1)[None]
+        out = model(x)[0].permute(1, 2, 0).numpy()
+        out = np.round(np.clip(out, 0, 1) * 255)
+        scores.append(psnr(out, clean.astype(np.float64), data_range=255))
+    return float(np.mean(scores))
+
+
+@torch.no_grad()
+def inference_seconds_per_mp(model, size: int = 512) -> float:
+    x = torch.rand(1, model.cfg.in_channels, size, size)
+    model(x)
+    times = []
+    for _ in range(3):
+        began = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - began)
+    return float(np.median(times)) / (size * size / 1e6)
+
+
+def score_run(variant: str, args, photos: list[np.ndarray]) -> dict:
+    """The curve (PSNR at CURVE_SIGMA at each checkpoint, against its CPU seconds) and the final scores."""
+    run = run_dir(args, variant)
+    cache = run / "budget_scores.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    curve = []
+    for path in list_checkpoints(run):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model, _ = load_model(path)
+        curve.append((float(state["cpu_seconds"]), int(state["step"]), val_psnr(model, photos, CURVE_SIGMA)))
+    model, _ = load_model(list_checkpoints(run)[-1])
+    cfg = load_run_config(run)
+    rows = read_log(run)
+    steps, cpu = int(rows[-1]["step"]), float(rows[-1]["cpu_seconds"])
+    result = {
+        "variant": variant, "flags": variant_flags(variant), "curve": sorted(curve),
+        "steps": steps, "cpu_seconds": cpu, "steps_per_cpu_s": steps / cpu,
+        "final": {f"{s:g}": val_psnr(model, photos, s) for s in FINAL_SIGMAS},
+        "final_8bit_25": val_psnr(model, photos, 25.0, quantized=True),
+        "params": count_parameters(model), "gflops_per_mp": gflops_per_megapixel(model),
+        "inference_s_per_mp": inference_seconds_per_mp(model),
+        "bf16": uses_bf16(cfg.precision, torch.device("cpu")),
+    }
+    cache.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def plot(results: list[dict], out: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in results:
+        cpu, _, db = zip(*r["curve"]) if r["curve"] else ((), (), ())
+        ax.plot(np.array(cpu) / 60, db, marker="o", markersize=3, label=r["variant"])
+    ax.set_xlabel("process CPU minutes")
+    ax.set_ylabel(f"held-out PSNR, sigma {CURVE_SIGMA:g} (dB)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        variant_flags(v)
+    args.out.mkdir(parents=True, exist_ok=True)
+    photos = load_val(args.val)
+    torch.set_num_threads(args.threads)
+    budget = args.budget_minutes * 60
+    iters = {}
+    for v in variants:
+        per_step = calibrate(v, args)
+        iters[v] = max(int(budget / per_step), args.points)
+        print(f"{v}: {per_step:.3f} CPU s/step -> {iters[v]} steps in {args.budget_minutes:g} CPU minutes", flush=True)
+    train_interleaved(variants, iters, args)
+    results = [score_run(v, args, photos) for v in variants]
+    figure = REPO / "docs" / f"budget_{args.name}.png"
+    plot(results, figure if not args.no_doc else args.out / figure.name,
+         f"{args.name}: equal CPU budgets ({args.budget_minutes:g} CPU min each)")
+    header = ["variant", "bf16", "steps", "steps / CPU s", "params", "GFLOPs/MP", "inference s/MP",
+              *(f"sigma {s:g}" for s in FINAL_SIGMAS), "sigma 25, 8-bit"]
+    rows = [[r["variant"], "yes" if r["bf16"] else "no", str(r["steps"]), f"{r['steps_per_cpu_s']:.2f}",
+             f"{r['params'] / 1e6:.2f} M", f"{r['gflops_per_mp']:.0f}", f"{r['inference_s_per_mp']:.2f}",
+             *(f"{r['final'][f'{s:g}']:.2f}" for s in FINAL_SIGMAS), f"{r['final_8bit_25']:.2f}"] for r in results]
+    section = "\n".join([
+        f"## Equal CPU budgets: {args.name}",
+        "",
+        f"Generated by `benchmarks/budget.py` on commit {git_commit()}: `{script_command()}`",
+        "",
+        f"Each variant trained with `recipes/denoise.sh`'s data and degradations (blind sigma 0..55, half the "
+        f"inputs 8-bit, 15% grey) for {args.budget_minutes:g} minutes of its own process CPU time "
+        f"({args.threads} threads of {cpu_name()}; the runs took turns in {args.slice:g}-second slices), its lr "
+        "schedule laid over the steps that budget allows. PSNR (dB) on the centre crops of the held-out "
+        f"photos in `{args.val.name}` (recipes/validation_photos.py) with protocol noise, outputs rounded to "
+        "8 bits; 8-bit = noisy input clipped and rounded. Inference s/MP: one 512 x 512 float32 forward, "
+        "median of 3, same threads. Variant flags are in `benchmarks/budget.py`.",
+        "",
+        f"![validation PSNR against CPU time]({figure.relative_to(REPO / 'docs')})",
+        "",
+        markdown_table(header, rows),
+    ])
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(section)
+    if not args.no_doc:
+        replace_section(f"budget-{args.name}", section)
+
+
+if __name__ == "__main__":
+    main()
