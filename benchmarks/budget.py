@@ -72,6 +72,7 @@ CHANGES = {
     "crop64": ["--crop", "64", "--batch", "18"],
     "crop128": ["--crop", "128", "--batch", "4"],
     "no-attention": ["--attn-levels", "none"],
+    "noise-map": ["--noise-map"],
     "fp32": ["--precision", "fp32"],
 }
 CURVE_SIGMA = 25.0

@@ -181,3 +181,33 @@ def test_variant_architecture_round_trips_through_safetensors(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(loaded(x), model(x))
+
+
+def test_noise_estimator_finds_the_gaussian_noise_level_of_a_photo():
+    from skimage import data
+
+    from sagan_restore.models.noise_level import estimate_noise_level
+
+    clean = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float() / 255
+    gen = torch.Generator().manual_seed(0)
+    for sigma in (15, 25, 50):
+        noisy = clean + torch.randn(clean.shape, generator=gen) * sigma / 255
+        assert estimate_noise_level(noisy).item() * 255 == pytest.approx(sigma, abs=1.5)
+
+
+def test_noise_map_model_feeds_the_estimate_as_an_input_plane():
+    torch.manual_seed(0)
+    model = UNetGenerator(GeneratorConfig(width=8, depth=2, noise_map=True)).eval()
+    assert model.head.in_channels == 4
+    from sagan_restore.models.noise_level import estimate_noise_level
+
+    seen = []
+    model.head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    x = torch.rand(2, 3, 22, 22) * torch.tensor([0.1, 1.0]).view(2, 1, 1, 1)  # two different noise levels
+    with torch.no_grad():
+        assert model(x).shape == x.shape
+    plane = seen[0][:, 3]  # padded to 24 x 24: the plane covers the padding too
+    assert plane.shape == (2, 24, 24)
+    expected = estimate_noise_level(x)
+    assert torch.allclose(plane, expected.view(2, 1, 1).expand_as(plane))
+    assert expected[1] > 5 * expected[0]

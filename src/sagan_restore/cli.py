@@ -87,6 +87,8 @@ def add_train_parser(sub) -> None:
                        help="res: conv-LeakyReLU-conv residual blocks; naf: NAFNet's blocks")
     model.add_argument("--unshuffle", type=int, choices=[1, 2, 4], default=1,
                        help="start the U-Net at 1/N resolution (pixel unshuffle, FFDNet's stem; restoration only)")
+    model.add_argument("--noise-map", action="store_true",
+                       help="feed an estimated noise-level map as an extra input plane (FFDNet's; still blind)")
     model.add_argument("--attn-levels", help="levels with self-attention, 0 = full resolution (default: depth)")
     model.add_argument("--channels", type=int, choices=[1, 3], default=3, help="3 = colour model, 1 = grey")
     model.add_argument("--d-width", type=int, default=32, help="discriminator channels in its first layer (default 32)")
@@ -173,7 +175,7 @@ def train_config_from_args(args):
     try:
         generator = GeneratorConfig(in_channels=args.channels, out_channels=args.channels, width=args.width,
                                     depth=args.depth, blocks=_blocks(args.blocks), attn_levels=attn, scale=scale,
-                                    block=args.block, unshuffle=args.unshuffle)
+                                    block=args.block, unshuffle=args.unshuffle, noise_map=args.noise_map)
     except ValueError as err:
         raise UserError(f"model options: {err}")
     clean = [_weighted_folder(text) for text in args.clean]

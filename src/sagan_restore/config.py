@@ -32,6 +32,9 @@ class GeneratorConfig:
     # > 1: FFDNet's stem: the U-Net starts at 1/unshuffle of the input resolution (pixel unshuffle, so no
     # pixel is lost) with `width` channels there, and a pixel shuffle restores the resolution at the end.
     unshuffle: int = 1
+    # FFDNet's noise-level map as an extra input plane, filled by the built-in estimator
+    # (models/noise_level.py) from each input itself, so the model stays blind: one command, no sigma.
+    noise_map: bool = False
 
     def __post_init__(self):
         if self.attn_levels is None:
@@ -49,6 +52,8 @@ class GeneratorConfig:
             raise ValueError(f"block must be 'res' or 'naf', not {self.block!r}")
         if self.unshuffle not in (1, 2, 4):
             raise ValueError(f"unshuffle must be 1, 2 or 4, not {self.unshuffle}")
+        if self.noise_map and self.scale > 1:
+            raise ValueError("noise_map is for denoising (scale 1)")
         if self.unshuffle > 1 and self.scale > 1:
             raise ValueError("unshuffle is for restoration (scale 1): SR already works at the low resolution")
         if self.scale not in (1, 2, 3, 4):

@@ -23,6 +23,7 @@ from torch import nn
 
 from sagan_restore.config import GeneratorConfig
 from sagan_restore.models.attention import SelfAttention2d
+from sagan_restore.models.noise_level import noise_level_map
 
 
 class ResBlock(nn.Module):
@@ -123,9 +124,10 @@ class UNetGenerator(nn.Module):
         attn = set(cfg.attn_levels)
         blocks = cfg.level_blocks
         u = cfg.unshuffle
+        head_in = cfg.in_channels + cfg.noise_map
         # Module names of the default architecture are those of the first shipped models: their files load.
-        self.head = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(cfg.in_channels * u * u, widths[0], 3, padding=1)) \
-            if u > 1 else nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.head = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(head_in * u * u, widths[0], 3, padding=1)) \
+            if u > 1 else nn.Conv2d(head_in, widths[0], 3, padding=1)
         self.encoders = nn.ModuleList(_stage(widths[i], blocks[i], i in attn, cfg.block) for i in range(cfg.depth))
         self.downs = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 2, stride=2) for i in range(cfg.depth))
         self.bottleneck = _stage(widths[-1], blocks[-1], cfg.depth in attn, cfg.block)
@@ -142,6 +144,8 @@ class UNetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) in [0, 1]
         h, w = x.shape[-2:]
         x_padded = pad_to_multiple(x, self.multiple)
+        if self.cfg.noise_map:  # estimated on the unpadded input: mirrored borders would repeat its noise
+            x_padded = torch.cat([x_padded, noise_level_map(x, x_padded.shape[-2:])], 1)
         feat = self.head(x_padded)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):

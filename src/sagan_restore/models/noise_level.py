@@ -1,0 +1,26 @@
+"""The built-in noise estimator that fills a model's noise-level map (GeneratorConfig.noise_map).
+
+Donoho and Johnstone's estimator, the one scikit-image's `estimate_sigma` uses: the finest diagonal wavelet
+band (Haar HH) of a natural image is mostly noise, and the median of its magnitudes is robust to the
+edges and texture that do leak into it. sigma = median(|HH|) / 0.6745 (the median of |N(0, 1)|).
+It runs inside the model, on whatever the model is given (a training crop, or a tile), in float32.
+"""
+
+import torch
+
+MAD_TO_SIGMA = 1 / 0.6745
+
+
+def estimate_noise_level(x: torch.Tensor) -> torch.Tensor:
+    """Gaussian noise std of each image of a (B, C, H, W) batch on the input's scale: shape (B,)."""
+    x = x.float()
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+    hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    return hh.abs().flatten(1).median(dim=1).values * MAD_TO_SIGMA
+
+
+def noise_level_map(x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """A (B, 1, *size) plane (default: x's size) holding each image's estimated noise level."""
+    level = estimate_noise_level(x).to(x.dtype)
+    return level.view(-1, 1, 1, 1).expand(-1, 1, *(size or x.shape[-2:]))
