@@ -189,17 +189,17 @@ def test_losses_measure_what_they_claim():
 
 
 def test_precision_auto_uses_bf16_on_cpus_that_have_it(tmp_path, monkeypatch):
-    from sagan_restore import train as train_module
+    from sagan_restore import devices as devices
 
     with_bf16 = tmp_path / "amd"
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
     without = tmp_path / "intel"
     without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_vnni\n")
-    assert train_module.cpu_has_native_bf16(with_bf16)
-    assert not train_module.cpu_has_native_bf16(without)
-    assert not train_module.cpu_has_native_bf16(tmp_path / "missing")
+    assert devices.cpu_has_native_bf16(with_bf16)
+    assert not devices.cpu_has_native_bf16(without)
+    assert not devices.cpu_has_native_bf16(tmp_path / "missing")
     cpu = torch.device("cpu")
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
-    assert train_module.uses_bf16("auto", cpu) and not train_module.uses_bf16("fp32", cpu)
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
-    assert not train_module.uses_bf16("auto", cpu) and train_module.uses_bf16("bf16", cpu)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.uses_bf16("auto", cpu) and not devices.uses_bf16("fp32", cpu)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert not devices.uses_bf16("auto", cpu) and devices.uses_bf16("bf16", cpu)

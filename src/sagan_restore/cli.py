@@ -269,7 +269,8 @@ def add_enhance_parser(sub) -> None:
                        help="tile size in input pixels; 0 = whole image at once; auto (default) = from free memory")
     speed.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
     speed.add_argument("--batch", type=int, help="tiles per forward pass (default: automatic)")
-    speed.add_argument("--half", action="store_true", help="bf16/fp16 autocast on a GPU")
+    speed.add_argument("--half", action="store_true",
+                       help="bf16/fp16 autocast on a GPU, bf16 on a CPU with native bf16 (AVX512-BF16 or AMX)")
     speed.add_argument("--compile", action="store_true",
                        help="torch.compile the model (inductor); each tile shape compiles first, about a "
                             "minute on CPU")

@@ -48,6 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sagan_restore import checkpoint, distributed
+from sagan_restore.devices import uses_bf16
 from sagan_restore.config import TrainConfig, config_to_dict, train_config_from_dict
 from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_source, to_tensor, validation_pair
 from sagan_restore.errors import UserError
@@ -193,27 +194,6 @@ def wrap_for_training(nets: Nets, cfg: TrainConfig, rank: distributed.Rank, devi
         nets.train_g = torch.compile(nets.train_g)
         if nets.train_d is not None:
             nets.train_d = torch.compile(nets.train_d)
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether a run with this --precision computes in bf16 on this device (see TrainConfig.precision)."""
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_native_bf16()
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """AVX512-BF16 or AMX-BF16 in the CPU's flags. Measured here: a training step of the default model in
-    bf16 autocast takes 0.45x the float32 time on an AMD EPYC with AVX512-BF16 (docs/BENCHMARKS.md);
-    without those instructions oneDNN emulates bf16 and is slower than float32."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:  # not Linux, or no /proc: assume nothing
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def autocast_for(cfg: TrainConfig, device: torch.device):

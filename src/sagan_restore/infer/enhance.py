@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from sagan_restore.checkpoint import load_model
 from sagan_restore.data.degradations import resize
+from sagan_restore.devices import cpu_has_native_bf16
 from sagan_restore.errors import UserError
 from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
 from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, from_memory, read_image, to_channels, to_memory,
@@ -48,8 +49,11 @@ class Enhancer:
         if half:
             if device.type == "cuda":
                 self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            elif cpu_has_native_bf16():
+                self.autocast_dtype = torch.bfloat16
             else:
-                warnings.warn("--half only speeds up GPUs; running in float32 on the CPU")
+                warnings.warn("--half: this CPU has no native bf16 (AVX512-BF16 or AMX), where it is slower "
+                              "than float32; running in float32")
         # Freezing lets inductor fold weights into oneDNN convolutions on CPU; it needs inference mode, which
         # enhance_pixels always runs in. Each new tile shape compiles once (tens of seconds on CPU).
         self.forward = (torch.compile(self.model, dynamic=False, options={"freezing": True}) if compile
@@ -63,7 +67,7 @@ class Enhancer:
 
         tile: input pixels per tile side; None picks one from the free memory, 0 runs whole images at once.
         overlap: pixels neighbouring tiles share and blend. batch: tiles per forward (None: automatic).
-        half: bf16 (or fp16) autocast on a GPU. compile: torch.compile the model.
+        half: bf16 (or fp16) autocast on a GPU, bf16 on a CPU that runs it natively. compile: torch.compile the model.
         realism: 0 faithful .. 1 the GAN variant's sharpness, interpolated in between; None = the pretrained
         model's documented default (see checkpoint.load_model). realism_model: the GAN variant of your own
         model.
