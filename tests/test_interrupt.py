@@ -150,9 +150,41 @@ def test_crafted_checkpoint_is_refused_on_resume(tmp_path, capsys):
     state = checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, 2))
     torch.save({**state, "generator": Payload()}, checkpoint.checkpoint_path(run, 2))
     with pytest.warns(UserWarning, match="refused to load"):
-        assert main(["train", "--resume", str(run), "--iters", "3", "--no-progress"]) == 0
-    assert not marker.exists()  # the payload never ran; training restarted from step 0
-    assert checkpoint_steps(run)[-1] == 3
+        assert main(["train", "--resume", str(run), "--iters", "3", "--no-progress"]) == 2
+    assert not marker.exists()  # the payload never ran
+    err = capsys.readouterr().err
+    assert "none of its checkpoints loads" in err and "step_0000002.pt: refused to load" in err
+    assert checkpoint_steps(run) == [2]  # nothing deleted, nothing trained
+
+
+def test_resume_with_no_loadable_checkpoint_stops_and_keeps_the_run(tmp_path, capsys):
+    """It used to start again at step 0, truncate log.csv and let pruning delete the new checkpoints."""
+    run = tiny_run(tmp_path)
+    for step in checkpoint_steps(run):
+        path = checkpoint.checkpoint_path(run, step)
+        path.write_bytes(path.read_bytes()[:100])
+    before_log = (run / "log.csv").read_bytes()
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    with pytest.warns(UserWarning):
+        assert main(["train", "--resume", str(run), "--iters", "8", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "none of its checkpoints loads" in err and "Traceback" not in err
+    assert all(f"step_000000{s}.pt" in err for s in (2, 4, 6))  # each file, with why
+    assert (run / "log.csv").read_bytes() == before_log
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+
+
+def test_a_bug_while_loading_a_checkpoint_is_not_mistaken_for_a_damaged_file(tmp_path, monkeypatch):
+    from sagan_restore import train as train_module
+
+    run = tiny_run(tmp_path)
+
+    def buggy(nets, state):
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(train_module, "load_state", buggy)
+    with pytest.raises(KeyError, match="a bug of ours"):
+        main(["train", "--resume", str(run), "--iters", "8", "--no-progress"])
 
 
 def test_full_disk_during_a_checkpoint_leaves_the_previous_one_and_no_partial_file(tmp_path, monkeypatch, capsys):

@@ -14,21 +14,21 @@ from robust_helpers import TINY, clean_folder, one_torch_thread  # noqa: F401 (f
 
 
 def inject(monkeypatch, *, nan_loss=(), nan_grad=(), nan_from=None):
-    """Make the L1 loss of the given iterations (counted from 1, replays included) non-finite."""
-    real_l1 = train_module.l1_loss
+    """Make the pixel loss of the given iterations (counted from 1, replays included) non-finite."""
+    real_loss = train_module.pixel_loss
     calls = []
 
-    def l1(output, target):
+    def l1(output, target, kind):
         calls.append(1)
         n = len(calls)
-        loss = real_l1(output, target)
+        loss = real_loss(output, target, kind)
         if n in nan_loss or (nan_from is not None and n >= nan_from):
             return loss * float("nan")
         if n in nan_grad:  # a finite loss whose gradient is NaN: d sqrt(|u|)/du at u = 0 is 0 * inf
             return loss + 0 * torch.sqrt((output - output.detach()).abs()).sum()
         return loss
 
-    monkeypatch.setattr(train_module, "l1_loss", l1)
+    monkeypatch.setattr(train_module, "pixel_loss", l1)
 
 
 def log_rows(run):

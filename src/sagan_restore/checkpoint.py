@@ -217,14 +217,21 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def newest_loadable_checkpoint(run_dir: Path, *, before_step: int | None = None,
-                               apply: Callable[[dict], None] | None = None) -> dict | None:
-    """The newest checkpoint of a run that loads (optionally only those saved before a step), or None.
+class CheckpointMismatch(UserError):
+    """A checkpoint that reads but does not fit this run's nets (another architecture, missing parts)."""
 
-    `apply` puts a loaded state into the nets; a state it cannot take counts as not loading. Each
-    checkpoint that does not load (damaged on disk, copied incompletely) is skipped with a warning, so a
-    bad file costs only the steps since the checkpoint before it.
+
+def newest_loadable_checkpoint(run_dir: Path, *, before_step: int | None = None,
+                               apply: Callable[[dict], None] | None = None) -> tuple[dict | None, list[str]]:
+    """The newest checkpoint of a run that loads (optionally only those saved before a step), or None,
+    and why each newer one did not.
+
+    `apply` puts a loaded state into the nets; a state it refuses (CheckpointMismatch) counts as not
+    loading. Each checkpoint that does not load (damaged on disk, copied incompletely, crafted) is skipped
+    with a warning, so a bad file costs only the steps since the checkpoint before it. Only those errors
+    are caught: any other exception is a bug and propagates.
     """
+    failures = []
     for path in reversed(list_checkpoints(run_dir)):
         if before_step is not None and checkpoint_step(path) >= before_step:
             continue
@@ -232,12 +239,13 @@ def newest_loadable_checkpoint(run_dir: Path, *, before_step: int | None = None,
             state = load_checkpoint(path)
             if apply is not None:
                 apply(state)
-            return state
+            return state, failures
+        except CheckpointMismatch as err:
+            failures.append(f"{path}: does not fit this run ({err})")
         except UserError as err:
-            warnings.warn(f"skipping a checkpoint that does not load: {err}")
-        except (KeyError, ValueError, RuntimeError) as err:  # load_state_dict on foreign or damaged contents
-            warnings.warn(f"skipping a checkpoint that does not fit this run: {path} ({first_line(err)})")
-    return None
+            failures.append(str(err))
+        warnings.warn(f"skipping a checkpoint that does not load: {failures[-1]}")
+    return None, failures
 
 
 def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerator, dict]:

@@ -51,7 +51,7 @@ from sagan_restore import checkpoint, distributed
 from sagan_restore.devices import uses_bf16
 from sagan_restore.config import TrainConfig, config_to_dict, train_config_from_dict
 from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_source, to_tensor, validation_pair
-from sagan_restore.errors import UserError
+from sagan_restore.errors import UserError, first_line
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator
 from sagan_restore.models.generator import UNetGenerator
@@ -409,13 +409,22 @@ def save_state(cfg: TrainConfig, nets: Nets, *, step: int, health: Health, secon
 
 
 def load_state(nets: Nets, state: dict) -> None:
-    nets.generator.load_state_dict(state["generator"])
-    nets.opt_g.load_state_dict(state["opt_g"])
-    if nets.discriminator is not None:
-        nets.discriminator.load_state_dict(state["discriminator"])
-        nets.opt_d.load_state_dict(state["opt_d"])
-    if nets.ema is not None:
-        nets.ema.load_state_dict(state["ema"])
+    """Put a checkpoint's state into the nets; CheckpointMismatch if it does not fit them."""
+    needed = ["generator", "opt_g"] + (["discriminator", "opt_d"] if nets.discriminator is not None else []) \
+        + (["ema"] if nets.ema is not None else [])
+    missing = [key for key in needed if key not in state]
+    if missing:
+        raise checkpoint.CheckpointMismatch(f"it holds no {', '.join(missing)}")
+    try:  # the errors load_state_dict raises for other shapes, names or parameter groups
+        nets.generator.load_state_dict(state["generator"])
+        nets.opt_g.load_state_dict(state["opt_g"])
+        if nets.discriminator is not None:
+            nets.discriminator.load_state_dict(state["discriminator"])
+            nets.opt_d.load_state_dict(state["opt_d"])
+        if nets.ema is not None:
+            nets.ema.load_state_dict(state["ema"])
+    except (RuntimeError, ValueError) as err:
+        raise checkpoint.CheckpointMismatch(first_line(err)) from None
 
 
 def initial_state(cfg: TrainConfig, device: torch.device) -> dict:
@@ -428,8 +437,12 @@ def resume_state(cfg: TrainConfig, nets: Nets, health: Health,
                  device: torch.device) -> tuple[int, float, float]:
     """Load the newest checkpoint that loads into the nets: (step to continue from, seconds trained,
     CPU seconds this process family spent on it)."""
-    state = checkpoint.newest_loadable_checkpoint(cfg.out, apply=lambda s: load_state(nets, s))
-    if state is None:  # none saved yet, or none usable: start over, undoing any half-applied state
+    state, failures = checkpoint.newest_loadable_checkpoint(cfg.out, apply=lambda s: load_state(nets, s))
+    if state is None and failures:  # starting over would truncate the log and prune the old checkpoints
+        raise UserError(f"--resume {cfg.out}: none of its checkpoints loads, so it cannot continue; nothing "
+                        "was changed. " + "; ".join(failures) +
+                        ". Restore a good copy of a checkpoint, or start afresh with another --out")
+    if state is None:  # none saved yet (killed before the first save): start at step 0
         load_state(nets, initial_state(cfg, device))
         return 0, 0.0, 0.0
     for key, value in state.get("health", {}).items():
@@ -456,8 +469,8 @@ def roll_back(cfg: TrainConfig, nets: Nets, health: Health, *, step: int, device
     def apply(state: dict) -> None:
         load_state(nets, state)
 
-    state = (checkpoint.newest_loadable_checkpoint(cfg.out, before_step=first_bad, apply=apply)
-             or checkpoint.newest_loadable_checkpoint(cfg.out, apply=apply))
+    state = (checkpoint.newest_loadable_checkpoint(cfg.out, before_step=first_bad, apply=apply)[0]
+             or checkpoint.newest_loadable_checkpoint(cfg.out, apply=apply)[0])
     if state is None:  # nothing saved yet
         state = initial_state(cfg, device)
         load_state(nets, state)
