@@ -79,7 +79,16 @@ def test_patch_discriminator_receptive_field_and_conditioning():
 
 
 def test_spectral_norm_option():
-    d = PatchDiscriminator(6, width=8, spectral_norm=True)
+    d = PatchDiscriminator(6, width=8, spectral_norm=True, norm="none")
+    assert any(hasattr(m, "weight_orig") for m in d.modules())
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in d.modules())
+
+
+def test_spectral_norm_with_batch_norm_keeps_both():
+    """--spectral-norm --d-norm batch used to build a D with no normalisation at all."""
+    d = PatchDiscriminator(6, width=8, spectral_norm=True, norm="batch")
+    assert d.batch_norm
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d.modules()) == 3
     assert any(hasattr(m, "weight_orig") for m in d.modules())
 
 

@@ -203,3 +203,24 @@ def test_precision_auto_uses_bf16_on_cpus_that_have_it(tmp_path, monkeypatch):
     assert devices.uses_bf16("auto", cpu) and not devices.uses_bf16("fp32", cpu)
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     assert not devices.uses_bf16("auto", cpu) and devices.uses_bf16("bf16", cpu)
+
+
+def test_spectral_norm_flag_alone_means_no_other_normalisation(tmp_path):
+    from sagan_restore.cli import build_parser, train_config_from_args
+
+    def config(*flags):
+        return train_config_from_args(build_parser().parse_args(["train", "--out", str(tmp_path / "r"), *flags]))
+
+    assert config().d_norm == "instance"
+    assert config("--spectral-norm").d_norm == "none"
+    assert config("--spectral-norm", "--d-norm", "batch").d_norm == "batch"
+
+
+@pytest.mark.parametrize("flags, named", [(["--sigma", "25"], "--sigma"), (["--blur", "1"], "--blur"),
+                                          (["--jpeg", "30-90"], "--jpeg"), (["--scale", "2"], "--scale 2")])
+def test_degradation_flags_with_paired_data_are_refused_not_ignored(tmp_path, capsys, flags, named):
+    data = one_pair_folder(tmp_path / "pair")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

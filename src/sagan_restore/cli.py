@@ -64,10 +64,10 @@ def add_train_parser(sub) -> None:
     deg.add_argument("--task", choices=["denoise", "sr"], default="denoise")
     deg.add_argument("--sigma", help="Gaussian noise std (0..255 scale) or range, e.g. 25 or 0-50 "
                                      "(default 25 for denoise, 0 for sr)")
-    deg.add_argument("--scale", type=int, choices=[2, 3, 4], default=4, help="SR factor (with --task sr)")
+    deg.add_argument("--scale", type=int, choices=[2, 3, 4], help="SR factor (with --task sr; default 4)")
     deg.add_argument("--poisson", type=float, default=0.0, metavar="PEAK", help="Poisson noise, photons at white")
     deg.add_argument("--salt-pepper", type=float, default=0.0, metavar="FRACTION")
-    deg.add_argument("--blur", default="0", help="Gaussian blur std in pixels or range, e.g. 0-2")
+    deg.add_argument("--blur", help="Gaussian blur std in pixels or range, e.g. 0-2 (default 0)")
     deg.add_argument("--jpeg", help="JPEG quality range, e.g. 30-95")
     deg.add_argument("--quantize-share", type=float, default=0.5,
                      help="share of inputs clipped and rounded to 8 bits (default 0.5)")
@@ -94,9 +94,10 @@ def add_train_parser(sub) -> None:
     model.add_argument("--d-width", type=int, default=32, help="discriminator channels in its first layer (default 32)")
     model.add_argument("--d-layers", type=int, default=3)
     model.add_argument("--spectral-norm", action="store_true")
-    model.add_argument("--d-norm", choices=["instance", "batch", "none"], default="instance",
-                       help="D's normalisation (default instance: independent of the batch split); batch "
-                            "sees over-smooth outputs better, for GAN fine-tunes of L1 models")
+    model.add_argument("--d-norm", choices=["instance", "batch", "none"],
+                       help="D's normalisation (default instance, or none with --spectral-norm: independent of "
+                            "the batch split); batch sees over-smooth outputs better, for GAN fine-tunes of L1 "
+                            "models. With --spectral-norm it is added to the spectrally normalised convolutions")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--iters", type=int, help="iterations (default 5000)")
     opt.add_argument("--batch", type=int, default=8)
@@ -154,14 +155,16 @@ def train_config_from_args(args):
         raise UserError(f"--ema {args.ema}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
     if args.cache_mb < 0:
         raise UserError(f"--cache-mb {args.cache_mb}: must be 0 or more")
+    if args.data or args.aligned:
+        _refuse_degradation_flags(args)
     sigma_default = "25" if args.task == "denoise" else "0"
     degradation = DegradationConfig(
         task=args.task,
-        scale=args.scale if args.task == "sr" else 1,
+        scale=(args.scale or 4) if args.task == "sr" else 1,
         sigma=_range(args.sigma or sigma_default, option="--sigma"),
         poisson_peak=args.poisson,
         salt_pepper=args.salt_pepper,
-        blur=_range(args.blur, option="--blur"),
+        blur=_range(args.blur or "0", option="--blur"),
         jpeg=_range(args.jpeg, kind=int, option="--jpeg") if args.jpeg else None,
         quantize_share=args.quantize_share,
         grey_share=args.grey_share,
@@ -189,12 +192,33 @@ def train_config_from_args(args):
         betas=(args.beta1, args.beta2), init_from=args.init_from, lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay, pixel_loss=args.pixel_loss, fft_weight=args.fft_weight,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
-        spectral_norm=args.spectral_norm, d_norm=args.d_norm, seed=args.seed, device=args.device, workers=args.workers,
+        spectral_norm=args.spectral_norm, d_norm=args.d_norm or ("none" if args.spectral_norm else "instance"),
+        seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,
         max_pixels=int(args.max_pixels), precision=args.precision, ema=args.ema, accumulate=args.accumulate,
         compile=args.compile, channels_last=args.channels_last, cache_mb=args.cache_mb,
         tensorboard=args.tensorboard,
     )
+
+
+def _refuse_degradation_flags(args) -> None:
+    """Paired data is used as it is: flags that degrade clean images would be ignored, so they are refused."""
+    source = "--data" if args.data else "--aligned"
+    given = [flag for flag, value in (("--sigma", args.sigma), ("--blur", args.blur), ("--jpeg", args.jpeg),
+                                      ("--poisson", args.poisson or None), ("--salt-pepper", args.salt_pepper or None))
+             if value is not None]
+    if given:
+        raise UserError(f"{' and '.join(given)}: {source} pairs are used as they are, degradations apply only to "
+                        "--clean images and the built-in corpus; leave them out, or degrade clean images with --clean")
+    if args.scale is not None and args.aligned:
+        raise UserError("--scale: --aligned pairs have equal halves (scale 1); leave it out")
+    if args.scale is not None:
+        from sagan_restore.data.datasets import paired_data_scale
+
+        found = paired_data_scale(args.data)
+        if found != args.scale:
+            raise UserError(f"--scale {args.scale}: the pairs in {args.data} are x{found} (targets {found} times "
+                            "the inputs' size); leave --scale out, it is detected")
 
 
 def run_train(args) -> int:

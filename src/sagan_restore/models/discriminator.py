@@ -13,7 +13,8 @@ class PatchDiscriminator(nn.Module):
     Normalisation is instance norm rather than pix2pix's batch norm: it does not depend on the batch, so
     results do not change with how a batch is split across processes; `norm="batch"` (pix2pix's, better at
     seeing over-smooth outputs, see TrainConfig.d_norm) and "none" are options. With `spectral_norm` the weights are
-    spectrally normalised instead (SNGAN), which bounds D's Lipschitz constant and steadies training.
+    also spectrally normalised (SNGAN), which bounds D's Lipschitz constant and steadies training; the CLI
+    then defaults to no other normalisation, as SNGAN and Real-ESRGAN's discriminator have.
     """
 
     def __init__(self, in_channels: int, *, width: int = 64, layers: int = 3, spectral_norm: bool = False,
@@ -26,10 +27,10 @@ class PatchDiscriminator(nn.Module):
 
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
-        self.batch_norm = norm == "batch" and not spectral_norm
+        self.batch_norm = norm == "batch"
 
         def norm_layer(channels):
-            if spectral_norm or norm == "none":
+            if norm == "none":
                 return nn.Identity()
             return nn.BatchNorm2d(channels) if norm == "batch" else nn.InstanceNorm2d(channels, affine=True)
 
