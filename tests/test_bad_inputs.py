@@ -230,7 +230,10 @@ def test_enhance_a_bad_image(tmp_path, capsys, model, kind):
     path, problem = bad_file(kind, tmp_path / "in")
     before = files_digest(tmp_path / "in")
     text = enhance_failure(capsys, enhance(path, out=tmp_path / "out", model=model))
-    assert any(f"failed: {path}: " in line and problem in line for line in text.splitlines()), text
+    assert [line for line in text.splitlines() if str(path) in line] == [f"  {path}: {line.split(': ', 1)[1]}"
+                                                                         for line in text.splitlines()
+                                                                         if str(path) in line][:1], text
+    assert sum(f"{path}: " in line and problem in line for line in text.splitlines()) == 1, text  # said once
     assert files_digest(tmp_path / "in") == before
     assert not any((tmp_path / "out").iterdir())
 

@@ -132,7 +132,7 @@ def test_enhance_on_corrupted_files(tmp_path, capsys):
             assert read_image(out / path.name).pixels.shape[:2] == read_image(path).pixels.shape[:2]
         else:  # the file is reported as failed, by name
             text = captured.out + captured.err
-            assert code == 1 and f"failed: {path}: " in text and "Traceback" not in text, text
+            assert code == 1 and f"  {path}: " in text and "Traceback" not in text, text
             assert not out.exists() or not any(out.iterdir())  # no output, not even a partial one
     assert 0 in codes and 1 in codes
 

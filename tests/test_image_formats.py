@@ -8,6 +8,7 @@ import numpy as np
 import png
 import pytest
 import tifffile
+import torch
 from PIL import Image, ImageCms, ImageOps
 
 from _infer_helpers import identity_generator, photo, save
@@ -149,3 +150,91 @@ def test_jpeg_quality_option(tmp_path, identity):
                  "--no-progress"]) == 0
     high = enhance(tmp_path / "q.jpg", identity)
     assert (low / "q.jpg").stat().st_size < 0.6 * high.stat().st_size
+
+
+# --- odd layouts: each either handled or refused in one line that names it -----------------------------
+
+def _enhance(tmp_path, name, capsys):
+    code = main(["enhance", str(tmp_path / name), "-o", str(tmp_path / "out"), "--model", str(_tiny_model(tmp_path)),
+                 "--no-progress"])
+    return code, capsys.readouterr()
+
+
+def _tiny_model(tmp_path):
+    from sagan_restore.checkpoint import save_generator
+    from sagan_restore.config import GeneratorConfig
+    from sagan_restore.models.generator import UNetGenerator
+
+    path = tmp_path / "tiny.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        save_generator(path, UNetGenerator(GeneratorConfig(width=8, depth=1, attn_levels=())))
+    return path
+
+
+def test_animated_gif_uses_its_first_frame_and_is_written_as_png(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning) as warned:
+        code, out = _enhance(tmp_path, "anim.gif", capsys)
+    assert code == 0
+    said = " | ".join(str(w.message) for w in warned)
+    assert "3 frames; only the first" in said and "written as PNG" in said
+    with Image.open(tmp_path / "out" / "anim.png") as result:
+        assert result.size == (20, 24) and result.mode == "RGB"
+    assert not (tmp_path / "out" / "anim.gif").exists()
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.zeros((64, 64, 5), np.uint8), "a stack of 64 TIFF pages"),  # tifffile's layout for 5 channels
+    (np.zeros((64, 64), np.int32), "32-bit signed integer"),
+    (np.zeros((64, 64), np.uint32), "32-bit unsigned integer"),
+    (np.zeros((4, 16, 16, 3), np.uint8), "a stack of 4 TIFF pages"),
+])
+def test_tiff_layouts_we_cannot_enhance_are_refused_in_one_line(tmp_path, capsys, array, words):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "odd.tif", array)
+    code, out = _enhance(tmp_path, "odd.tif", capsys)
+    assert code == 1 and words in out.out
+    assert out.out.count("odd.tif:") == 1  # the reason once, in the summary
+    assert not (tmp_path / "out" / "odd.tif").exists()
+
+
+def test_five_contiguous_channels_are_refused_by_count(tmp_path, capsys):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "odd.tif", np.zeros((16, 16, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    code, out = _enhance(tmp_path, "odd.tif", capsys)
+    assert code == 1 and "5 channels" in out.out
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64])
+def test_planar_and_float64_tiffs_are_read_the_right_way_round(tmp_path, dtype):
+    import tifffile
+
+    from sagan_restore.io import read_image
+
+    rng = np.random.default_rng(1)
+    rgb = rng.random((12, 20, 3))
+    top = {np.uint8: 255, np.uint16: 65535, np.float64: 1}[dtype]
+    stored = (rgb * top).astype(dtype) if top > 1 else rgb
+    tifffile.imwrite(tmp_path / "p.tif", np.moveaxis(stored, -1, 0), planarconfig="separate", photometric="rgb")
+    image = read_image(tmp_path / "p.tif")
+    assert image.pixels.shape == (12, 20, 3)
+    assert np.allclose(image.pixels, stored / top, atol=1e-6)
+
+
+def test_a_bug_in_our_array_code_is_not_reported_as_an_unreadable_file(tmp_path, monkeypatch):
+    from sagan_restore import io
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
+
+    def buggy(name, im):
+        raise IndexError("a bug of ours")
+
+    monkeypatch.setattr(io, "_pillow_to_arrays", buggy)
+    with pytest.raises(IndexError, match="a bug of ours"):
+        io.read_image(tmp_path / "ok.png")

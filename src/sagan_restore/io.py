@@ -14,6 +14,7 @@ import struct
 import tempfile
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -29,9 +30,13 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 200_000_000  # larger files are refused as possible decompression bombs
 # What Pillow, tifffile and pypng raise on damaged or foreign bytes. Their parsers index into header
 # fields the file itself declares, so a corrupt file can also surface as IndexError or TypeError
-# (tests/test_fuzz.py finds these).
+# (tests/test_fuzz.py finds these). Caught only around the decoders' own calls (`decoding`), so that the
+# same errors in our array code show as the bugs they are.
 DECODER_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, png.Error, zlib.error,
-                  struct.error, IndexError, KeyError, TypeError)
+                  struct.error, IndexError, KeyError, TypeError, ArithmeticError)
+# Read, but written as PNG: GIF's 256-colour palette would undo what the network restored.
+READ_ONLY_SUFFIXES = (".gif",)
+READ_SUFFIXES = IMAGE_SUFFIXES + READ_ONLY_SUFFIXES  # what enhance picks up in folders and globs
 
 
 class ImageTooLarge(UserError):
@@ -66,15 +71,21 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIma
         raise UserError(f"{path}: is a folder, expected an image file")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty (0 bytes)")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return _read_tiff(path, max_pixels)
+    return _read_with_pillow(path, max_pixels)
+
+
+@contextmanager
+def decoding(path: Path):
+    """Turn what a decoder raises on a damaged or foreign file into one UserError naming the file."""
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            return _read_tiff(path, max_pixels)
-        return _read_with_pillow(path, max_pixels)
+        yield
     except UserError:
         raise
     except DECODER_ERRORS as err:
         raise UserError(f"{path}: not a readable image ({first_line(err)}); "
-                        "is the file complete and really an image?")
+                        "is the file complete and really an image?") from None
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
@@ -92,11 +103,14 @@ def _read_with_pillow(path: Path, max_pixels: int) -> LoadedImage:
         saved_limit = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            with Image.open(path) as im:
+            with decoding(path), Image.open(path) as im:
                 _check_size(path, im.width, im.height, max_pixels)
                 if im.format == "PNG" and _png_is_16bit_colour(path):
                     return _read_png16_colour(path, im)
                 fmt = im.format or path.suffix.lstrip(".").upper()
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    warnings.warn(f"{path}: an animated {fmt} of {frames} frames; only the first is used")
                 icc = im.info.get("icc_profile")
                 im.load()
                 # Pillow removes the orientation tag from the EXIF of the image it turns upright.
@@ -184,7 +198,8 @@ def _read_png16_colour(path: Path, im: Image.Image) -> LoadedImage:
     with open(path, "rb") as f:  # pypng given a file name leaves the file for the garbage collector to close
         width, height, rows, info = png.Reader(file=f).asDirect()
         planes = info["planes"]
-        arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+        rows = [np.asarray(row, dtype=np.uint16) for row in rows]  # the decoding happens here
+    arr = np.vstack(rows).reshape(height, width, planes)
     exif = im.getexif()
     arr = orient(arr, exif.pop(0x0112, 1)).astype(np.float32) / 65535.0
     colour = planes - 1 if planes in (2, 4) else planes
@@ -207,17 +222,20 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
 def _decode_tiff(path: Path, max_pixels: int) -> LoadedImage:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with decoding(path), tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         shape = tuple(int(n) for n in page.shape)  # TypeError for a damaged header, not a huge tuple product
-        height, width = shape[0], shape[1]
-        if page.samplesperpixel > 1 and page.planarconfig == 2:  # planar: (C, H, W)
-            height, width = shape[1], shape[2]
+        series = tuple(int(n) for n in tif.series[0].shape) if tif.series else shape
+        planar = page.samplesperpixel > 1 and page.planarconfig == 2  # (C, H, W)
+        height, width = (shape[1], shape[2]) if planar else (shape[0], shape[1])
         _check_size(path, width, height, max_pixels)
+        _refuse_stack(path, series, shape)
         arr = page.asarray()
         icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
         orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
-    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
+    if arr.ndim not in (2, 3) or (planar and arr.ndim != 3):
+        raise UserError(f"{path}: a TIFF page of shape {arr.shape}, not one grey, RGB or RGBA image")
+    if planar:
         arr = np.moveaxis(arr, 0, -1)
     arr = orient(arr, int(orientation))
     if arr.dtype == np.uint8:
@@ -227,7 +245,9 @@ def _decode_tiff(path: Path, max_pixels: int) -> LoadedImage:
     elif arr.dtype in (np.float32, np.float64):
         bit_depth, scaled = 16, np.clip(_finite(path, arr.astype(np.float32)), 0, 1)
     else:
-        raise UserError(f"{path}: TIFF sample type {arr.dtype} is not supported; use 8- or 16-bit")
+        kind = {"i": "signed integer", "u": "unsigned integer", "f": "float", "c": "complex"}.get(arr.dtype.kind, "")
+        raise UserError(f"{path}: TIFF samples are {arr.dtype.itemsize * 8}-bit {kind} ({arr.dtype}), which is "
+                        "not supported; use 8- or 16-bit unsigned integers or float (0..1)")
     icc = bytes(icc) if icc is not None else None
     if scaled.ndim == 2:
         return LoadedImage(scaled[..., None], None, bit_depth, "TIFF", icc)
@@ -240,6 +260,15 @@ def _decode_tiff(path: Path, max_pixels: int) -> LoadedImage:
         alpha = scaled[..., 3].copy() if channels == 4 else None
         return LoadedImage(np.ascontiguousarray(scaled[..., :3]), alpha, bit_depth, "TIFF", icc)
     raise UserError(f"{path}: TIFF with {channels} channels is not supported; use grey, RGB or RGBA")
+
+
+def _refuse_stack(path: Path, series: tuple[int, ...], page: tuple[int, ...]) -> None:
+    """A TIFF whose pages make one array (a z-stack, a volume, or what tifffile writes for an (H, W, C)
+    array with more than 4 channels: H pages of W x C) is not one image: refuse it rather than enhance a
+    slice of it."""
+    if len(series) > len(page):
+        raise UserError(f"{path}: a stack of {series[0]} TIFF pages of {' x '.join(map(str, page))} (array shape "
+                        f"{series}), not one grey, RGB or RGBA image; save each image or channel as its own file")
 
 
 def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
@@ -265,10 +294,6 @@ def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
     for y in range(0, pixels.shape[0], band):
         out[y: y + band] = np.round(np.clip(pixels[y: y + band], 0.0, 1.0) * top)
     return out
-
-
-def output_suffix_for(path: Path) -> str:
-    return path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ".png"
 
 
 def write_image(

@@ -18,7 +18,7 @@ from sagan_restore.data.degradations import resize
 from sagan_restore.devices import cpu_has_native_bf16
 from sagan_restore.errors import UserError
 from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
-from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, from_memory, read_image, to_channels, to_memory,
+from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image, to_channels, to_memory,
                               write_image)
 from sagan_restore.models.generator import UNetGenerator
 
@@ -184,7 +184,7 @@ def _images_in(folder: Path, *, recursive: bool, exclude: Path | None) -> list[P
     found = folder.rglob("*") if recursive else folder.iterdir()
     images = []
     for p in found:
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(p, folder):
+        if p.is_file() and p.suffix.lower() in READ_SUFFIXES and not _is_hidden(p, folder):
             if exclude is None or not p.resolve().is_relative_to(exclude):
                 images.append(p)
     return sorted(images)
@@ -204,13 +204,13 @@ def collect_inputs(inputs: list[Path], *, recursive: bool = False,
             images = _images_in(path, recursive=recursive, exclude=exclude)
             if not images:
                 where = "in this folder or below" if recursive else "in this folder (add --recursive for subfolders)"
-                raise UserError(f"{path}: no images {where}; looked for {', '.join(IMAGE_SUFFIXES)}")
+                raise UserError(f"{path}: no images {where}; looked for {', '.join(READ_SUFFIXES)}")
             found += [(p, p.relative_to(path)) for p in images]
         elif path.exists():
             found.append((path, Path(path.name)))
         elif any(c in str(path) for c in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=recursive))
-            images = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            images = [p for p in matches if p.is_file() and p.suffix.lower() in READ_SUFFIXES]
             if not images:
                 raise UserError(f"{path}: no image files match this pattern")
             found += [(p, Path(p.name)) for p in images]
@@ -220,7 +220,9 @@ def collect_inputs(inputs: list[Path], *, recursive: bool = False,
 
 
 def output_path_for(relative: Path, out_dir: Path, *, suffix: str = "") -> Path:
-    return out_dir / relative.parent / f"{relative.stem}{suffix}{relative.suffix}"
+    """The input's name (plus `suffix`) and format; formats read but not written (GIF) become PNG."""
+    ext = relative.suffix if relative.suffix.lower() in IMAGE_SUFFIXES else ".png"
+    return out_dir / relative.parent / f"{relative.stem}{suffix}{ext}"
 
 
 def _listing(paths: list, limit: int = 5) -> str:
@@ -285,6 +287,10 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suff
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"-o {out_dir}: cannot create the output folder ({err.strerror or err})")
+    for src, dst in plans:
+        if src.suffix.lower() != dst.suffix.lower():
+            warnings.warn(f"{src}: written as PNG ({dst}): {src.suffix.lstrip('.').upper()}'s palette of 256 "
+                          "colours would undo the restoration")
     report = BatchReport(skipped=skipped)
     start = time.perf_counter()
     bar = tqdm(plans, disable=not progress, unit="image")
@@ -296,7 +302,6 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suff
             report.written.append(dst)
         except (UserError, MemoryError) as err:
             reason = (str(err) or type(err).__name__).removeprefix(f"{src}: ")
-            report.failed.append((src, reason))
-            tqdm.write(f"sagan-restore: failed: {src}: {reason}")
+            report.failed.append((src, reason))  # listed once, in the summary
     report.seconds = time.perf_counter() - start
     return report
