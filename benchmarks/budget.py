@@ -64,6 +64,8 @@ ARCHITECTURES = {
                       "--lr", "1e-3", "--beta2", "0.9", "--lr-schedule", "cosine", "--lr-decay-from", "0"],
 }
 CHANGES = {
+    # NAFNet's optimisation (lr 1e-3, betas (0.9, 0.9), cosine over the whole run) on another body.
+    "naf-recipe": ["--lr", "1e-3", "--beta2", "0.9", "--lr-schedule", "cosine", "--lr-decay-from", "0"],
     "charbonnier": ["--pixel-loss", "charbonnier"],
     "fft": ["--fft-weight", "0.05"],
     "cosine": ["--lr-schedule", "cosine", "--lr-decay-from", "0"],

@@ -63,9 +63,9 @@ def test_pretrained_default_realism_applies_only_with_a_shipped_gan(tmp_path, mo
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setitem(zoo.PRETRAINED, "toy", zoo.Pretrained("toy", "test model", default_realism=0.25))
     save(random_generator(seed=0), tmp_path / "toy.safetensors")
-    assert zoo.default_realism("toy") == 0.0  # no GAN file yet: fidelity
+    assert zoo.resolve("toy").default_realism == 0.0  # no GAN file yet: fidelity
     save(random_generator(seed=1), tmp_path / "toy_gan.safetensors")
-    assert zoo.default_realism("toy") == 0.25
+    assert zoo.resolve("toy").default_realism == 0.25
     _, info = checkpoint.load_model("toy")
     assert info["realism"] == 0.25
     _, info = checkpoint.load_model("toy", realism=0)

@@ -1,8 +1,10 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sagan_restore import checkpoint
 from sagan_restore.cli import main
@@ -70,7 +72,7 @@ def test_package_model_recipe_writes_half_precision_weights(tmp_path, weights_di
     assert package_model.main([str(gan_run), "--name", "denoise", "--recipe", "recipes/denoise_gan.sh",
                                "--gan"]) == 0
     assert zoo.PRETRAINED["denoise"].has_realism
-    assert zoo.default_realism("denoise") == zoo.PRETRAINED["denoise"].default_realism
+    assert zoo.resolve("denoise").default_realism == zoo.PRETRAINED["denoise"].default_realism
     with safe_open(str(weights_dir / "denoise_gan.safetensors"), framework="pt") as f:
         assert f.metadata()["delta_of"] == "denoise.safetensors"
     _, info = checkpoint.load_model("denoise", realism=1)
@@ -103,3 +105,33 @@ def test_models_output_piped_into_a_reader_that_stops_early_is_not_an_error():
         proc.stdout.close()  # the reader is gone before anything is written, as `| head -0` would be
         assert proc.wait(timeout=60) == 0
         assert "Traceback" not in proc.stderr.read().decode()
+
+
+def test_a_pretrained_name_wins_over_a_folder_of_that_name_unless_written_as_a_path(tmp_path, monkeypatch):
+    """A folder sr4/ in the working directory used to win over the pretrained sr4 while sr4's default
+    realism still applied, so `enhance --scale 4` failed with a confusing message."""
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    (tmp_path / "sr4").mkdir()
+    checkpoint.save_generator(tmp_path / "sr4" / "generator.safetensors", UNetGenerator(GeneratorConfig(width=8, depth=2)))
+    with pytest.warns(UserWarning, match="pass ./sr4"):
+        resolved = zoo.resolve("sr4")
+    assert resolved.pretrained is zoo.PRETRAINED["sr4"] and resolved.path == zoo.PRETRAINED["sr4"].path
+    assert resolved.default_realism == zoo.PRETRAINED["sr4"].default_realism
+    mine = zoo.resolve("./sr4")
+    assert mine.pretrained is None and mine.path.resolve() == (tmp_path / "sr4").resolve()
+    assert mine.default_realism == 0.0 and mine.realism_path is None
+    model, info = checkpoint.load_model("./sr4")
+    assert model.cfg.width == 8 and "realism" not in info
+
+
+def test_enhance_with_a_folder_named_like_a_model_uses_the_pretrained_one(tmp_path, monkeypatch, capsys):
+    from sagan_restore.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sr4").mkdir()  # an unrelated folder, e.g. earlier results
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "small.png")
+    with pytest.warns(UserWarning, match="pretrained"):
+        assert main(["enhance", "small.png", "-o", "out", "--model", "sr4", "--no-progress"]) == 0
+    with Image.open(tmp_path / "out" / "small.png") as result:
+        assert result.size == (64, 64)

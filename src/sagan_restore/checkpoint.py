@@ -260,7 +260,7 @@ def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerato
     return model.to(device).eval(), info
 
 
-def load_model(spec: str | Path, *, device="cpu", realism: float | None = None,
+def load_model(spec: str | Path | zoo.ResolvedModel, *, device="cpu", realism: float | None = None,
                realism_model: str | Path | None = None) -> tuple[UNetGenerator, dict]:
     """A generator from a pretrained name (see models/zoo.py), a run folder (its generator.safetensors,
     else its newest checkpoint), a .safetensors file or a .pt checkpoint.
@@ -270,15 +270,16 @@ def load_model(spec: str | Path, *, device="cpu", realism: float | None = None,
     `realism_model`, else from NAME_gan.safetensors beside a NAME.safetensors model (how the shipped ones
     are stored).
     """
+    resolved = spec if isinstance(spec, zoo.ResolvedModel) else zoo.resolve(spec)
     if realism is None:
-        realism = zoo.default_realism(spec) if realism_model is None else 1.0
+        realism = resolved.default_realism if realism_model is None else 1.0
     if not 0 <= realism <= 1:
         raise UserError(f"--realism {realism:g}: must be between 0 (faithful) and 1 (sharpest)")
-    path = zoo.resolve(spec)
+    path = resolved.path
     model, info = _load_one(path, device=device)
     if realism == 0 and realism_model is None:
         return model, info
-    partner = zoo.resolve(realism_model) if realism_model is not None else realism_partner(path)
+    partner = zoo.resolve(realism_model).path if realism_model is not None else resolved.realism_path
     if partner is None:
         raise UserError(f"--realism {realism:g}: {spec} has no realism (GAN) variant beside it; pass "
                         f"--realism-model with a GAN fine-tune of it, or leave --realism at 0")
@@ -288,12 +289,6 @@ def load_model(spec: str | Path, *, device="cpu", realism: float | None = None,
                         f"cannot be interpolated; it must be fine-tuned from that model (train --init-from)")
     interpolate_weights(model, gan, realism)
     return model, {**info, "realism": realism, "realism_model": str(partner)}
-
-
-def realism_partner(path: Path) -> Path | None:
-    """The GAN variant stored beside a model file: NAME_gan.safetensors next to NAME.safetensors."""
-    partner = zoo.realism_file(path)
-    return partner if path.suffix == ".safetensors" and partner.exists() else None
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ not pass `--realism`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,22 +73,47 @@ def for_scale(scale: int) -> Pretrained:
     return found[0]
 
 
-def default_realism(spec: str | Path) -> float:
-    """The documented realism point of a pretrained name; 0 (fidelity) for anything else."""
-    model = PRETRAINED.get(str(spec))
-    return model.default_realism if model is not None and model.has_realism else 0.0
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a --model argument means, decided once: every command (enhance, evaluate, serve) uses this."""
+
+    spec: str  # the argument as given
+    path: Path  # weights file or run folder
+    realism_path: Path | None  # its GAN (realism) variant, when one is stored beside it
+    default_realism: float  # the point used when --realism is not given: a shipped model's documented one, else 0
+    pretrained: Pretrained | None  # the shipped model it names, if it does
+
+    @property
+    def origin(self) -> str:
+        return f"pretrained model {self.pretrained.name}" if self.pretrained else str(self.path)
 
 
-def resolve(spec: str | Path) -> Path:
-    """A model argument as a path: an existing file or folder wins, then a pretrained name."""
-    path = Path(spec)
-    if path.exists():
-        return path
-    if str(spec) in PRETRAINED:
-        model = PRETRAINED[str(spec)]
+def looks_like_path(spec: str) -> bool:
+    """An argument written as a path (a folder separator, a leading dot or tilde, a weights suffix) means
+    that path even when a pretrained model has the same name."""
+    return ("/" in spec or "\\" in spec or spec.startswith((".", "~"))
+            or Path(spec).suffix in (".safetensors", ".pt"))
+
+
+def resolve(spec: str | Path) -> ResolvedModel:
+    """A model argument resolved. Precedence: a pretrained name wins, unless the argument looks like a path
+    (`./sr4`, `runs/sr4`, `sr4.safetensors`); a bare name that is also a file or folder here is the
+    pretrained model, with a warning saying how to name the other."""
+    text = str(spec)
+    model = PRETRAINED.get(text)
+    if model is not None and not looks_like_path(text):
+        if Path(text).exists():
+            warnings.warn(f"--model {text}: taken as the pretrained model; there is also a {text} here, "
+                          f"pass ./{text} to use that instead")
         if not model.path.exists():
-            raise UserError(f"--model {spec}: the pretrained weights are missing from this installation "
+            raise UserError(f"--model {text}: the pretrained weights are missing from this installation "
                             f"({model.path}); reinstall sagan-restore")
-        return model.path
+        partner = model.realism_path if model.has_realism else None
+        return ResolvedModel(text, model.path, partner, model.default_realism if partner else 0.0, model)
+    path = Path(text).expanduser()
+    if path.exists():
+        partner = realism_file(path)
+        partner = partner if path.suffix == ".safetensors" and partner.exists() else None
+        return ResolvedModel(text, path, partner, 0.0, None)
     names = ", ".join(m.name for m in shipped()) or "none shipped"
-    raise UserError(f"--model {spec}: no such file or folder, and not a pretrained model ({names})")
+    raise UserError(f"--model {text}: no such file or folder, and not a pretrained model ({names})")

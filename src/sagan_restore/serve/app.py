@@ -29,7 +29,6 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sagan_restore.checkpoint import realism_partner
 from sagan_restore.config import ServeConfig
 from sagan_restore.errors import UserError
 from sagan_restore.infer.enhance import Enhancer, enhance_file
@@ -86,19 +85,22 @@ class Models:
         self._cfg = cfg
         self._loaded: OrderedDict[tuple[str, float | None], Enhancer] = OrderedDict()
         self.choices: dict[str, ModelChoice] = {}
-        for name, spec, summary in _offered(cfg.models):
+        self._resolved: dict[str, zoo.ResolvedModel] = {}
+        for name, resolved, summary in _offered(cfg.models):
+            spec = resolved.spec
             if name in self.choices:
                 raise UserError(f"--model {spec}: another model is already called {name} on the page; "
                                 "give the files different names")
-            has_realism = realism_partner(zoo.resolve(spec)) is not None
-            default_realism = zoo.default_realism(spec) if has_realism else None
+            self._resolved[spec] = resolved
+            has_realism = resolved.realism_path is not None
+            default_realism = resolved.default_realism if has_realism else None
             scale = self.enhancer(spec, default_realism).scale
             self.choices[name] = ModelChoice(name, spec, summary, scale, has_realism, default_realism)
 
     def enhancer(self, spec: str, realism: float | None) -> Enhancer:
         key = (spec, realism)
         if key not in self._loaded:
-            self._loaded[key] = Enhancer.load(spec, device=self._cfg.device, tile=self._cfg.tile, realism=realism)
+            self._loaded[key] = Enhancer.load(self._resolved.get(spec, spec), device=self._cfg.device, tile=self._cfg.tile, realism=realism)
             while len(self._loaded) > LOADED_MODELS:
                 self._loaded.popitem(last=False)
         self._loaded.move_to_end(key)
@@ -110,22 +112,22 @@ class Models:
         return self.choices[name]
 
 
-def _offered(specs: tuple[str, ...]) -> list[tuple[str, str, str]]:
-    """(name, spec, summary) of each model to offer."""
+def _offered(specs: tuple[str, ...]) -> list[tuple[str, zoo.ResolvedModel, str]]:
+    """(name, resolved model, summary) of each model to offer."""
     if not specs:
         shipped = zoo.shipped()
         if not shipped:
             raise UserError("no pretrained models are shipped in this installation; pass --model with a run "
                             "folder or a .safetensors file")
-        return [(m.name, m.name, m.summary) for m in shipped]
+        return [(m.name, zoo.resolve(m.name), m.summary) for m in shipped]
     offered = []
     for spec in specs:
-        pretrained = zoo.PRETRAINED.get(spec)
-        if pretrained is not None and not Path(spec).exists():
-            offered.append((pretrained.name, spec, pretrained.summary))
+        resolved = zoo.resolve(spec)
+        if resolved.pretrained is not None:
+            offered.append((resolved.pretrained.name, resolved, resolved.pretrained.summary))
         else:
-            path = Path(spec)
-            offered.append((safe_stem(path.name if path.is_dir() else path.stem), spec, f"model from {spec}"))
+            path = resolved.path
+            offered.append((safe_stem(path.name if path.is_dir() else path.stem), resolved, f"model from {spec}"))
     return offered
 
 
