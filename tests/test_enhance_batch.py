@@ -3,6 +3,8 @@
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from _infer_helpers import identity_generator, photo, save
 from sagan_restore.cli import main
@@ -102,3 +104,54 @@ def test_tiled_and_untiled_cli_outputs_agree(album, model, tmp_path):
     whole = np.asarray(Image.open(tmp_path / "whole" / "big.png"), dtype=int)
     tiled = np.asarray(Image.open(tmp_path / "tiled" / "big.png"), dtype=int)
     assert np.abs(whole - tiled).max() == 0
+
+
+def test_real_esrgan_style_flags(tmp_path, capsys):
+    """-n, -s/--outscale (any factor: the model's scale, then a Lanczos resize), -t, --ext, --device cuda:N."""
+    from sagan_restore.checkpoint import save_generator
+    from sagan_restore.cli import main
+    from sagan_restore.config import GeneratorConfig
+    from sagan_restore.models.generator import UNetGenerator
+
+    torch.manual_seed(0)
+    model = tmp_path / "x2.safetensors"
+    save_generator(model, UNetGenerator(GeneratorConfig(width=8, depth=1, scale=2, attn_levels=())))
+    rgba = np.random.default_rng(0).integers(0, 255, (30, 40, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "in.png")
+    assert main(["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "-n", str(model), "-s", "3",
+                 "-t", "128", "--ext", "tif", "--no-progress"]) == 0
+    with Image.open(tmp_path / "out" / "in.tif") as out:
+        assert out.size == (120, 90) and out.mode == "RGBA"  # x2 model, resized to x3; alpha kept
+    assert main(["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "-n", str(model), "-s", "1.5",
+                 "--ext", "jpg", "--no-progress"]) == 0
+    with Image.open(tmp_path / "out" / "in.jpg") as out:
+        assert out.size == (60, 45) and out.format == "JPEG"
+    with pytest.raises(SystemExit):
+        main(["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "o"), "--device", "gpu0"])
+    assert "cuda:N" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "o"), "-n", str(model),
+                     "--device", "cuda:1"]) == 2
+        assert "--device cuda:1: no CUDA GPU" in capsys.readouterr().err
+
+
+def test_outscale_picks_the_shipped_model_that_reaches_it():
+    from sagan_restore.cli import enhance_model
+
+    assert enhance_model(None, None, 1.0) == "denoise"
+    assert enhance_model(None, None, 1.5) == "sr2" and enhance_model(None, None, 2) == "sr2"
+    assert enhance_model(None, None, 3) == "sr4" and enhance_model(None, None, 8) == "sr4"
+    assert enhance_model("mine", None, 3) == "mine"
+
+
+def test_models_prints_a_compact_table_and_verbose_every_score(capsys):
+    from sagan_restore.cli import main
+
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["name", "task", "params", "headline", "score", "s/MP", "realism"]
+    denoise = next(line for line in table if line.startswith("denoise"))
+    assert "McMaster sigma 25" in denoise and "dB" in denoise
+    assert main(["models", "--verbose"]) == 0
+    verbose = capsys.readouterr().out
+    assert verbose.count("dB PSNR") > len(table) - 3

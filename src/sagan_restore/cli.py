@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -118,7 +119,7 @@ def add_train_parser(sub) -> None:
     opt.add_argument("--init-from", type=Path, metavar="MODEL",
                      help="start the generator from a trained model (same architecture): fine-tuning")
     run = p.add_argument_group("run")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (per process)")
     run.add_argument("--cache-mb", type=int, default=2048,
                      help="decoded training images kept in memory, per process (default 2048)")
@@ -267,29 +268,36 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="image files, folders or quoted glob patterns such as 'photos/*.jpg'")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
-    p.add_argument("--model",
+    p.add_argument("-n", "--model",
                    help="pretrained model name (see `sagan-restore models`; default denoise, or the srN model "
-                        "for --scale N), run folder, .safetensors file or .pt checkpoint")
+                        "for --scale N), run folder, .safetensors file or .pt checkpoint. A pretrained name "
+                        "wins over a file or folder of the same name; write ./NAME for those")
     p.add_argument("--scale", type=int, help="upscale by this factor with the shipped model for it (2 or 4)")
+    p.add_argument("-s", "--outscale", type=float, metavar="FACTOR",
+                   help="final size as a factor of the input's, any value (e.g. 3 or 1.5): the model's scale, "
+                        "then a Lanczos resize to this factor, as Real-ESRGAN's --outscale. Without --model "
+                        "or --scale it picks the shipped model: denoise for 1, sr2 up to 2, sr4 above")
     p.add_argument("--realism", type=float, metavar="R",
                    help="0 = most faithful (highest PSNR) .. 1 = sharpest (the GAN variant); values between "
                         "interpolate the two models' weights. Default: the model's documented point (see "
                         "`sagan-restore models`), 0 for your own models")
     p.add_argument("--realism-model", metavar="M",
                    help="the GAN fine-tune of your own --model that --realism leans towards")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     files = p.add_argument_group("files")
     files.add_argument("--recursive", action="store_true",
                        help="also enhance images in subfolders (outputs keep the folder structure); "
                             "lets ** in patterns match folders")
     files.add_argument("--suffix", default="", help="added to output file names, e.g. _clean")
+    files.add_argument("--ext", choices=["auto", "png", "jpg", "webp", "tif"], default="auto",
+                       help="output format; auto (default) keeps each input's (GIF becomes PNG)")
     files.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     files.add_argument("--skip-existing", action="store_true", help="leave existing outputs, enhance the rest")
     files.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of outputs, 1-100 (default 95)")
     files.add_argument("--max-pixels", type=float, default=200e6,
                        help="refuse larger images, as possible decompression bombs (default 200e6)")
     speed = p.add_argument_group("tiling and speed")
-    speed.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
+    speed.add_argument("-t", "--tile", type=_tile, default=None, metavar="PIXELS",
                        help="tile size in input pixels; 0 = whole image at once; auto (default) = from free memory")
     speed.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
     speed.add_argument("--batch", type=int, help="tiles per forward pass (default: automatic)")
@@ -309,7 +317,9 @@ def run_enhance(args) -> int:
         raise UserError(f"--quality {args.quality}: must be between 1 and 100")
     if args.max_pixels < 1:
         raise UserError(f"--max-pixels must be at least 1, not {args.max_pixels:g}")
-    enhancer = Enhancer.load(enhance_model(args.model, args.scale), device=args.device, tile=args.tile,
+    if args.outscale is not None and not 0 < args.outscale <= 16:
+        raise UserError(f"--outscale {args.outscale:g}: must be above 0 and at most 16")
+    enhancer = Enhancer.load(enhance_model(args.model, args.scale, args.outscale), device=args.device, tile=args.tile,
                              overlap=args.overlap, batch=args.batch, half=args.half, compile=args.compile,
                              realism=args.realism, realism_model=args.realism_model)
     if args.scale is not None and enhancer.scale != args.scale:
@@ -317,17 +327,21 @@ def run_enhance(args) -> int:
                         f"of the two")
     report = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
                            skip_existing=args.skip_existing, recursive=args.recursive, quality=args.quality,
-                           max_pixels=int(args.max_pixels), progress=not args.no_progress)
+                           max_pixels=int(args.max_pixels), progress=not args.no_progress,
+                           ext=None if args.ext == "auto" else f".{args.ext}", outscale=args.outscale)
     print(report.summary(args.out))
     return 1 if report.failed else 0
 
 
-def enhance_model(model: str | None, scale: int | None) -> str:
-    """--model wins; else --scale N picks the shipped srN; else the shipped denoiser."""
+def enhance_model(model: str | None, scale: int | None, outscale: float | None = None) -> str:
+    """--model wins; else --scale N picks the shipped srN; else --outscale picks the smallest shipped
+    factor that reaches it (sr2 up to 2, sr4 above); else the shipped denoiser."""
     from sagan_restore.models import zoo
 
     if model is not None:
         return model
+    if scale is None and outscale is not None and outscale > 1:
+        scale = 2 if outscale <= 2 else 4
     return zoo.for_scale(scale).name if scale not in (None, 1) else "denoise"
 
 
@@ -357,6 +371,7 @@ def run_export(args) -> int:
 
 def add_models_parser(sub) -> None:
     p = sub.add_parser("models", help="list the pretrained models shipped with the package, with their scores")
+    p.add_argument("-v", "--verbose", action="store_true", help="every measured score and the training details")
     p.set_defaults(command=run_models)
 
 
@@ -367,6 +382,9 @@ def run_models(args) -> int:
     models = zoo.shipped()
     if not models:
         print("no pretrained models are shipped in this installation")
+        return 0
+    if not args.verbose:
+        print(_models_table(models))
         return 0
     for m in models:
         _, info = load_generator(m.path)
@@ -385,6 +403,27 @@ def run_models(args) -> int:
     return 0
 
 
+def _models_table(models) -> str:
+    """name, task, parameters, one headline score (sigma 25 for denoisers, else the first measured) and its
+    seconds per megapixel where it was measured; `models --verbose` has the rest."""
+    from sagan_restore.checkpoint import load_generator
+
+    rows = [("name", "task", "params", "headline score", "s/MP", "realism")]
+    for m in models:
+        _, info = load_generator(m.path)
+        scores = info.get("scores", [])
+        head = next((sc for sc in scores if sc.get("sigma") == 25 and sc.get("input", "unclipped") == "unclipped"),
+                    scores[0] if scores else None)
+        level = "" if head is None else (f"sigma {head['sigma']:g}" if "sigma" in head else f"x{head.get('scale')}")
+        rows.append((m.name, "denoise" if m.scale == 1 else f"x{m.scale} SR", f"{info.get('parameters', 0) / 1e6:.1f} M",
+                     f"{head['set']} {level}: {head['psnr']:.2f} dB" if head else "not measured",
+                     f"{head['sec_per_mp']:.1f}" if head and "sec_per_mp" in head else "-",
+                     f"default {m.default_realism:g}" if m.has_realism else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines + ["", "sagan-restore models --verbose: every score; docs/MODELS.md: the model cards"])
+
+
 def _score_line(score: dict) -> str:
     level = f"sigma {score['sigma']:g}" if "sigma" in score else f"x{score.get('scale')}"
     realism = f" at realism {score['realism']:g}" if "realism" in score else ""
@@ -392,8 +431,10 @@ def _score_line(score: dict) -> str:
     return f"{score['set']} {level}{realism}: {score['psnr']:.2f} dB PSNR, SSIM {score['ssim']:.4f}{sharpness}"
 
 
-def _unused():
-    return 0
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (a GPU's index), not {text!r}")
 
 
 def _number_list(text: str, *, kind, option: str) -> tuple:
@@ -434,7 +475,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="results folder (default runs/evaluate)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--figure-images", type=int, default=3, metavar="N", help="images per comparison figure")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
                    help="models' tile size in input pixels; 0 = whole image at once; auto (default) = from "
                         "free memory, as enhance does")
@@ -500,7 +541,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--model", dest="models", action="append", default=[], metavar="M",
                    help="offer this model (pretrained name, run folder, .safetensors or .pt); repeat for "
                         "several (default: every shipped pretrained model)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--tile", type=_tile, default=None, metavar="PIXELS",
                    help="tile size in input pixels; 0 = whole image at once; auto (default) = from free memory")
     limits = p.add_argument_group("limits")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from sagan_restore.checkpoint import load_model
@@ -219,9 +220,11 @@ def collect_inputs(inputs: list[Path], *, recursive: bool = False,
     return found
 
 
-def output_path_for(relative: Path, out_dir: Path, *, suffix: str = "") -> Path:
-    """The input's name (plus `suffix`) and format; formats read but not written (GIF) become PNG."""
-    ext = relative.suffix if relative.suffix.lower() in IMAGE_SUFFIXES else ".png"
+def output_path_for(relative: Path, out_dir: Path, *, suffix: str = "", ext: str | None = None) -> Path:
+    """The input's name (plus `suffix`) and format, or the format `ext` (".png", ".jpg", ...); formats read
+    but not written (GIF) become PNG."""
+    if ext is None:
+        ext = relative.suffix if relative.suffix.lower() in IMAGE_SUFFIXES else ".png"
     return out_dir / relative.parent / f"{relative.stem}{suffix}{ext}"
 
 
@@ -231,10 +234,10 @@ def _listing(paths: list, limit: int = 5) -> str:
 
 
 def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, *, suffix: str, overwrite: bool,
-                 skip_existing: bool) -> tuple[list[tuple[Path, Path]], list[Path]]:
+                 skip_existing: bool, ext: str | None = None) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """(input, output) pairs to enhance and the outputs skipped because they exist. Refuses, before any
     work, to overwrite an input, to write two inputs to one output, or to replace outputs unasked."""
-    plans = [(src, output_path_for(rel, out_dir, suffix=suffix)) for src, rel in inputs]
+    plans = [(src, output_path_for(rel, out_dir, suffix=suffix, ext=ext)) for src, rel in inputs]
     clashes = [str(src) for src, dst in plans if dst.resolve() == src.resolve()]
     if clashes:
         raise UserError("the output would overwrite its input (choose another -o or a --suffix): " + _listing(clashes))
@@ -254,16 +257,24 @@ def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, *, suffix: str,
 
 
 def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 progress: bool = False, on_progress: Callable[[float], None] | None = None) -> float:
-    """Enhance one file into `dst` with the same format, bit depth, alpha and metadata; returns its megapixels."""
+                 progress: bool = False, on_progress: Callable[[float], None] | None = None,
+                 outscale: float | None = None) -> float:
+    """Enhance one file into `dst` with the same format, bit depth, alpha and metadata; returns its megapixels.
+    outscale: the output is then resized (Lanczos) to this factor of the input's size."""
     image = read_image(src, max_pixels=max_pixels)
     height, width = image.pixels.shape[:2]
+    factor = enhancer.scale if outscale is None else outscale
     alpha = enhancer.upscale_alpha(image.alpha) if image.alpha is not None else None
-    dpi = tuple(d * enhancer.scale for d in image.dpi) if image.dpi else None  # same print size, more pixels
+    dpi = tuple(d * factor for d in image.dpi) if image.dpi else None  # same print size, more pixels
     pixels, bit_depth, icc, exif = image.pixels, image.bit_depth, image.icc_profile, image.exif
     del image  # the input's pixels are not needed past enhance_pixels; large images need that memory back
     out = enhancer.enhance_pixels(pixels, progress=progress, on_progress=on_progress)
     del pixels
+    if outscale is not None and outscale != enhancer.scale:
+        size = (max(1, round(width * outscale)), max(1, round(height * outscale)))
+        out = resize(out, size, Image.Resampling.LANCZOS)
+        if alpha is not None:
+            alpha = np.clip(resize(alpha[..., None], size, Image.Resampling.LANCZOS)[..., 0], 0, 1)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -274,21 +285,24 @@ def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95,
 
 def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suffix: str = "",
                   overwrite: bool = False, skip_existing: bool = False, recursive: bool = False,
-                  quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> BatchReport:
-    """Enhance files, folders and glob patterns into out_dir, keeping names and formats. Inputs are never
-    overwritten. A file that fails is recorded with its reason and the rest go on."""
+                  quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+                  ext: str | None = None, outscale: float | None = None) -> BatchReport:
+    """Enhance files, folders and glob patterns into out_dir, keeping names and formats (or writing the
+    format `ext`), optionally resized to `outscale` times the input. Inputs are never overwritten. A file
+    that fails is recorded with its reason and the rest go on."""
     if overwrite and skip_existing:
         raise UserError("--overwrite and --skip-existing contradict each other; pass one")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"-o {out_dir}: is a file; the output must be a folder")
     files = collect_inputs(inputs, recursive=recursive, exclude=out_dir)
-    plans, skipped = plan_outputs(files, out_dir, suffix=suffix, overwrite=overwrite, skip_existing=skip_existing)
+    plans, skipped = plan_outputs(files, out_dir, suffix=suffix, overwrite=overwrite, skip_existing=skip_existing,
+                                  ext=ext)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"-o {out_dir}: cannot create the output folder ({err.strerror or err})")
     for src, dst in plans:
-        if src.suffix.lower() != dst.suffix.lower():
+        if ext is None and src.suffix.lower() != dst.suffix.lower():
             warnings.warn(f"{src}: written as PNG ({dst}): {src.suffix.lstrip('.').upper()}'s palette of 256 "
                           "colours would undo the restoration")
     report = BatchReport(skipped=skipped)
@@ -298,7 +312,7 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suff
         bar.set_postfix_str(src.name, refresh=False)
         try:
             report.megapixels += enhance_file(enhancer, src, dst, quality=quality, max_pixels=max_pixels,
-                                              progress=progress)
+                                              progress=progress, outscale=outscale)
             report.written.append(dst)
         except (UserError, MemoryError) as err:
             reason = (str(err) or type(err).__name__).removeprefix(f"{src}: ")
