@@ -51,3 +51,22 @@ def test_export_refuses_to_overwrite_and_wrong_suffix(exported, tmp_path, capsys
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export", "--model", str(model), "-o", str(tmp_path / "model.pt")]) == 2
     assert ".onnx" in capsys.readouterr().err
+
+
+def test_the_new_blocks_stem_and_noise_map_export_too(tmp_path):
+    import torch
+
+    from sagan_restore.checkpoint import save_generator
+    from sagan_restore.config import GeneratorConfig
+    from sagan_restore.models.generator import UNetGenerator
+
+    torch.manual_seed(0)
+    model = UNetGenerator(GeneratorConfig(width=8, depth=2, block="naf", blocks=(1, 1, 2), unshuffle=2,
+                                          noise_map=True))
+    for p in model.parameters():  # open NAFNet's residual scales, which start at 0, so the blocks count
+        if p.dim() == 4 and p.shape[0] == 1 and p.shape[2:] == (1, 1):
+            p.data.fill_(0.5)
+    save_generator(tmp_path / "g.safetensors", model)
+    assert main(["export", "--model", str(tmp_path / "g.safetensors"), "-o", str(tmp_path / "g.onnx")]) == 0
+    image = np.random.default_rng(0).random((2, 3, 21, 35), dtype=np.float32) * np.float32(0.5)
+    assert onnx_parity(tmp_path / "g.onnx", tmp_path / "g.safetensors", image=image) <= 1e-3

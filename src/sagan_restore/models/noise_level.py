@@ -17,7 +17,10 @@ def estimate_noise_level(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     x = x[..., :h, :w]
     hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
-    return hh.abs().flatten(1).median(dim=1).values * MAD_TO_SIGMA
+    values = hh.abs().flatten(1)
+    # torch.median's lower median, by a sort: ONNX has no median operator, but exports sort (TopK).
+    lower_median = torch.sort(values, dim=1).values[:, (values.shape[1] - 1) // 2]
+    return lower_median * MAD_TO_SIGMA
 
 
 def noise_level_map(x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
