@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -82,8 +84,34 @@ def test_builtin_corpus_holds_photos_and_dead_leaves_without_the_validation_phot
     assert any(n.startswith("dead_leaves") for n in source.names)
     assert any(n.endswith((".png", ".jpg")) for n in source.names)
     assert "chelsea.png" not in source.names
-    noisy, clean = datasets.validation_pair(cfg)
+    [(noisy, clean)] = datasets.validation_pairs(cfg)
     assert noisy.shape == clean.shape and abs((noisy - clean).std() * 255 - 25) < 1
+
+
+def test_val_folder_of_clean_images_or_pairs_gives_fixed_validation_pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    clean_dir = tmp_path / "val"
+    clean_dir.mkdir()
+    for name in ("a.png", "b.png"):
+        save_png(clean_dir / name, smooth_image(rng, 500, 420))
+    cfg = cfg_for(tmp_path, clean=(clean_dir,), clean_weights=(1.0,))
+    assert datasets.validation_pairs(cfg) == []  # user data: no validation unless asked
+    cfg = dataclasses.replace(cfg, val=clean_dir)
+    first, again = datasets.validation_pairs(cfg), datasets.validation_pairs(cfg)
+    assert len(first) == 2 and all(np.array_equal(a[0], b[0]) for a, b in zip(first, again))  # fixed seeds
+    noisy, clean = first[0]
+    assert clean.shape == (384, 384, 3)  # centre crops bound the cost
+    pairs = tmp_path / "pairs"
+    (pairs / "lr").mkdir(parents=True)
+    (pairs / "hr").mkdir()
+    hr = smooth_image(rng, 64, 96)
+    save_png(pairs / "hr" / "p.png", hr)
+    save_png(pairs / "lr" / "p.png", hr[::2, ::2])
+    cfg = dataclasses.replace(cfg, val=pairs)
+    [(lr, target)] = datasets.validation_pairs(cfg)
+    assert lr.shape == (32, 48, 3) and target.shape == (64, 96, 3)
+    with pytest.raises(UserError, match="--val"):
+        datasets.validation_pairs(dataclasses.replace(cfg, val=tmp_path / "missing"))
 
 
 def test_small_images_are_padded_with_a_warning(tmp_path):

@@ -224,3 +224,12 @@ def test_degradation_flags_with_paired_data_are_refused_not_ignored(tmp_path, ca
     err = capsys.readouterr().err
     assert named in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_data_runs_get_a_validation_curve_with_val(tmp_path):
+    data = one_pair_folder(tmp_path / "pair")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--val", str(data), "--out", str(run), "--iters", "4",
+                 "--sample-every", "2", "--adv-weight", "0", "--no-progress", *TINY_MODEL]) == 0
+    val = [r["val_psnr"] for r in read_log(run) if r["val_psnr"]]
+    assert len(val) == 2 and all(float(v) > 10 for v in val)

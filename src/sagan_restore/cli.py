@@ -59,6 +59,10 @@ def add_train_parser(sub) -> None:
     data.add_argument("--clean", action="append", default=[], metavar="DIR[:WEIGHT]",
                       help="folder of clean images, degraded on the fly; repeat for several folders, each "
                            "with an optional relative weight, e.g. --clean photos --clean textures:0.3")
+    data.add_argument("--val", type=Path, metavar="DIR",
+                      help="held-out images for the validation curve: clean images (degraded once, fixed seeds) "
+                           "or pairs in lr/ + hr/ subfolders; centre crops of 384 pixels (default: the built-in "
+                           "corpus's held-out photo, none for other data)")
     data.add_argument("--dead-leaves", type=float, default=0.0, metavar="WEIGHT",
                       help="with --clean: also draw procedural dead-leaves images, with this relative weight")
     deg = p.add_argument_group("degradations (for --clean and the built-in corpus)")
@@ -186,7 +190,7 @@ def train_config_from_args(args):
     if args.dead_leaves and (args.data or args.aligned):
         raise UserError("--dead-leaves goes with --clean (or alone): paired data has no clean images to add to")
     return TrainConfig(
-        out=args.out, data=args.data, aligned=args.aligned, clean=tuple(p for p, _ in clean),
+        out=args.out, data=args.data, aligned=args.aligned, val=args.val, clean=tuple(p for p, _ in clean),
         clean_weights=tuple(w for _, w in clean), dead_leaves=args.dead_leaves, degradation=degradation,
         generator=generator, load_size=args.load_size, crop=args.crop, augment=not args.no_augment,
         iters=args.iters or 5_000, batch=args.batch, lr=args.lr, lr_decay_from=args.lr_decay_from,

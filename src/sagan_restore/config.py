@@ -100,6 +100,7 @@ class TrainConfig:
     clean_weights: tuple[float, ...] = ()  # how often each --clean folder is drawn from (relative)
     dead_leaves: float = 0.0  # with --clean: relative weight of procedural dead-leaves images
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    val: Path | None = None  # held-out images (clean, degraded once with fixed seeds) or pairs (lr/ + hr/)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     load_size: int | None = None  # resize so the shorter side is this before cropping
     crop: int = 64  # target-side crop size
@@ -214,7 +215,7 @@ def train_config_from_dict(d: dict) -> TrainConfig:
     for key in ("sigma", "blur", "jpeg"):
         if deg.get(key) is not None:
             deg[key] = tuple(deg[key])
-    for key in ("out", "data", "aligned", "init_from"):
+    for key in ("out", "data", "aligned", "init_from", "val"):
         if d.get(key) is not None:
             d[key] = Path(d[key])
     d["clean"] = tuple(Path(p) for p in d.get("clean", ()))

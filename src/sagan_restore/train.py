@@ -50,7 +50,7 @@ from tqdm import tqdm
 from sagan_restore import checkpoint, distributed
 from sagan_restore.devices import uses_bf16
 from sagan_restore.config import TrainConfig, config_to_dict, train_config_from_dict
-from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_source, to_tensor, validation_pair
+from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_source, to_tensor, validation_pairs
 from sagan_restore.errors import UserError, first_line
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator
@@ -574,15 +574,17 @@ class Throughput:
 
 @torch.no_grad()
 def write_samples(cfg: TrainConfig, g: UNetGenerator, batch, val, device) -> float | None:
-    """Refresh samples.png (validation photo, then batch crops) and return the validation PSNR."""
+    """Refresh samples.png (the first validation image, then batch crops) and return the mean validation
+    PSNR over all validation pairs (None without any)."""
     g.eval()
-    rows, val_psnr = [], None
-    if val is not None:
-        noisy, clean = val
-        out = g(to_tensor(noisy)[None].to(device))[0].cpu().numpy().transpose(1, 2, 0)
+    rows, scores = [], []
+    for i, (noisy, clean) in enumerate(val):
+        out = g(to_tensor(noisy)[None].to(device))[0].float().cpu().numpy().transpose(1, 2, 0)
         out = np.round(np.clip(out, 0, 1) * 255) / 255  # scored as the saved 8-bit file would be
-        val_psnr = psnr(out, clean)
-        rows.append((noisy, out, clean))
+        scores.append(psnr(out, clean))
+        if i == 0:
+            rows.append((noisy, out, clean))
+    val_psnr = float(np.mean(scores)) if scores else None
     inputs, targets = batch
     outs = g(inputs[:3].to(device)).float().cpu()
     for inp, out, tgt in zip(inputs[:3].cpu(), outs, targets[:3].cpu()):
@@ -646,7 +648,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         seed_everything(cfg.seed + rank.rank)
         amp = autocast_for(cfg, device)
         log = RunLog(cfg, start_step=start) if rank.is_main else None
-        val = validation_pair(cfg) if rank.is_main else None
+        val = validation_pairs(cfg) if rank.is_main else []
         began, cpu_began = time.perf_counter(), time.process_time()
         meter = Throughput()
 

@@ -337,20 +337,58 @@ def builtin_source(cfg: TrainConfig) -> ImageSource:
     return _weighted_source([photos, leaves], cfg)
 
 
-def validation_pair(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """The held-out photo of the built-in corpus, degraded once with a fixed seed; None for user data."""
-    if cfg.data or cfg.aligned or cfg.clean or cfg.dead_leaves:
-        return None
-    clean = _load_pixels(corpus.validation_photo_path(), cfg.generator.in_channels, cfg.max_pixels)
+VAL_CROP = 384  # validation targets are centre crops of at most this many pixels a side: a bounded cost
+
+
+def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, target) pairs the run is validated on, as float (H, W, C) arrays; [] for none.
+
+    --val DIR: paired subfolders (lr/ + hr/, ...) are used as they are; a folder of clean images is
+    degraded like the training data, once, with fixed seeds (noise at the middle of the training range,
+    without 8-bit rounding: the protocol's input). Without --val, the built-in corpus validates on its
+    held-out photo and other data sources on nothing. Targets are centre-cropped to VAL_CROP pixels."""
     scale = cfg.degradation.scale if cfg.degradation.task == "sr" else 1
-    h, w = (clean.shape[0] // 8 // scale) * 8 * scale, (clean.shape[1] // 8 // scale) * 8 * scale
-    clean = clean[:h, :w]
+    channels = cfg.generator.in_channels
+    if cfg.val is not None:
+        if not cfg.val.is_dir():
+            raise UserError(f"--val {cfg.val}: no such folder")
+        if any((cfg.val / lr).is_dir() and (cfg.val / hr).is_dir() for lr, hr in PAIRED_FOLDER_NAMES):
+            lr_dir, hr_dir = find_paired_folders(cfg.val)
+            pairs, problems = _match_by_stem(lr_dir, hr_dir)
+            if problems or not pairs:
+                raise UserError(f"--val {cfg.val}: " + ("; ".join(problems) or "no pairs found"))
+            return [_centre_pair(_load_pixels(lr, channels, cfg.max_pixels), _load_pixels(hr, channels, cfg.max_pixels))
+                    for lr, hr in pairs]
+        paths = list_images(cfg.val)
+        if not paths:
+            raise UserError(f"--val {cfg.val}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+        cleans = [_load_pixels(p, channels, cfg.max_pixels) for p in paths]
+    elif cfg.data or cfg.aligned or cfg.clean or cfg.dead_leaves:
+        return []
+    else:
+        cleans = [_load_pixels(corpus.validation_photo_path(), channels, cfg.max_pixels)]
+    return [_degraded_for_validation(clean, cfg, scale, seed=12345 + i) for i, clean in enumerate(cleans)]
+
+
+def _centre(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    ch, cw = min(h, size) // multiple * multiple, min(w, size) // multiple * multiple
+    top, left = (h - ch) // 2 // multiple * multiple, (w - cw) // 2 // multiple * multiple
+    return img[top:top + ch, left:left + cw]
+
+
+def _centre_pair(lr: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same centre of both (the offsets agree because both are rounded on the input's 8-pixel grid)."""
+    scale = max(1, hr.shape[0] // lr.shape[0])
+    return _centre(lr, VAL_CROP // scale, 8), _centre(hr, VAL_CROP, 8 * scale)
+
+
+def _degraded_for_validation(clean: np.ndarray, cfg: TrainConfig, scale: int, *, seed: int):
+    clean = _centre(clean, VAL_CROP, 8 * scale)
     deg = cfg.degradation
-    rng = np.random.default_rng(12345)
+    rng = np.random.default_rng(seed)
     if deg.task == "denoise" and deg.sigma[1] > 0:
-        # Validate at the middle of the training noise range, without 8-bit rounding: the protocol's input.
-        noisy = gaussian_noise(clean, (deg.sigma[0] + deg.sigma[1]) / 2, rng)
-        return noisy, clean
+        return gaussian_noise(clean, (deg.sigma[0] + deg.sigma[1]) / 2, rng), clean
     no_rounding = DegradationConfig(**{**deg.__dict__, "quantize_share": 0.0})
     return degrade(clean, no_rounding, rng), clean
 
