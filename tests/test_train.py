@@ -233,3 +233,29 @@ def test_data_runs_get_a_validation_curve_with_val(tmp_path):
                  "--sample-every", "2", "--adv-weight", "0", "--no-progress", *TINY_MODEL]) == 0
     val = [r["val_psnr"] for r in read_log(run) if r["val_psnr"]]
     assert len(val) == 2 and all(float(v) > 10 for v in val)
+
+
+def test_monitor_pictures_are_readable(tmp_path):
+    """samples.png: labelled rows of panels at least 192 px; losses.png: no empty panel without validation."""
+    data = one_pair_folder(tmp_path / "pair")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--iters", "2", "--sample-every", "2",
+                 "--adv-weight", "0", "--no-progress", *TINY_MODEL]) == 0
+    with Image.open(run / "samples.png") as samples:
+        assert samples.height >= 2 * 192 and samples.width >= 3 * 192  # 2 training crops of 32 px, enlarged
+    with Image.open(run / "losses.png") as losses:
+        no_val_width = losses.width
+    run2 = tmp_path / "run2"
+    assert main(["train", "--data", str(data), "--val", str(data), "--out", str(run2), "--iters", "2",
+                 "--sample-every", "2", "--adv-weight", "0", "--no-progress", *TINY_MODEL]) == 0
+    with Image.open(run2 / "losses.png") as losses:
+        assert losses.width > 1.5 * no_val_width  # the validation panel appears only with data
+
+
+def test_smoothing_skips_gaps_and_follows_the_trend():
+    from sagan_restore.plots import smoothed
+
+    values = np.array([1.0, np.nan, 1.0, 3.0, 3.0, 3.0])
+    out = smoothed(values, weight=0.5)
+    assert out[0] == 1.0 and np.isnan(out[1]) and out[2] == 1.0
+    assert 1.0 < out[3] < out[4] < out[5] < 3.0

@@ -589,7 +589,8 @@ def write_samples(cfg: TrainConfig, g: UNetGenerator, batch, val, device) -> flo
     outs = g(inputs[:3].to(device)).float().cpu()
     for inp, out, tgt in zip(inputs[:3].cpu(), outs, targets[:3].cpu()):
         rows.append(tuple(t.numpy().transpose(1, 2, 0) for t in (inp, out, tgt)))
-    save_sample_grid(rows, cfg.out / "samples.png")
+    names = (["validation"] if val else []) + [f"training crop {i + 1}" for i in range(len(rows) - bool(val))]
+    save_sample_grid(rows, cfg.out / "samples.png", names=names)
     g.train()
     return val_psnr
 
