@@ -220,3 +220,32 @@ def test_noise_map_model_feeds_the_estimate_as_an_input_plane():
     expected = estimate_noise_level(x)
     assert torch.allclose(plane, expected.view(2, 1, 1).expand_as(plane))
     assert expected[1] > 5 * expected[0]
+
+
+@pytest.mark.parametrize("cfg", [GeneratorConfig(width=8, depth=2), GeneratorConfig(width=8, depth=2, scale=4),
+                                 GeneratorConfig(width=8, depth=2, block="naf", unshuffle=2, blocks=(1, 1, 2))])
+def test_torch_flop_counter_counts_what_the_hand_written_formula_did(cfg):
+    """count_flops moved to torch's FlopCounterMode; the formula it replaced is the reference here."""
+    from sagan_restore.models.generator import count_flops
+
+    total = 0
+
+    def conv_hook(module, inputs, output):
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    def attn_hook(module, inputs, output):
+        nonlocal total
+        b, c, h, w = inputs[0].shape
+        total += 2 * b * (h * w) ** 2 * (max(c // 8, 1) + c)  # q k^T and attn @ v
+
+    model = UNetGenerator(cfg)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(conv_hook)
+        elif isinstance(m, SelfAttention2d):
+            m.register_forward_hook(attn_hook)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 48, 64))
+    assert count_flops(model, 48, 64) == total

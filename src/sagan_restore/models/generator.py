@@ -20,6 +20,7 @@ residual adds the (bicubic-upsampled) input, so the network only learns the corr
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from sagan_restore.config import GeneratorConfig
 from sagan_restore.models.attention import SelfAttention2d
@@ -195,27 +196,11 @@ def gflops_per_megapixel(model: UNetGenerator, *, size: int = 256) -> float:
 
 
 def count_flops(model: UNetGenerator, height: int, width: int) -> int:
-    """Multiply-adds x 2 of one forward on a (height, width) input, without computing it: the forward runs
-    on a weightless copy of the model on the meta device, which only propagates shapes."""
-    total = 0
-
-    def conv_hook(module, inputs, output):
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
-
-    def attn_hook(module, inputs, output):
-        nonlocal total
-        b, c, h, w = inputs[0].shape
-        n, d = h * w, max(c // 8, 1)
-        total += 2 * b * n * n * (d + c)  # q k^T and attn @ v
-
+    """Multiply-adds x 2 of one forward on a (height, width) input, without computing it: torch's
+    FlopCounterMode (convolutions and the attention matrix products) over a weightless copy of the model on
+    the meta device, which only propagates shapes. Normalisation, activations and additions are not
+    counted: they cost memory traffic, not multiply-adds."""
     shadow = UNetGenerator(model.cfg).to("meta")
-    for m in shadow.modules():
-        if isinstance(m, nn.Conv2d):
-            m.register_forward_hook(conv_hook)
-        elif isinstance(m, SelfAttention2d):
-            m.register_forward_hook(attn_hook)
-    with torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
         shadow(torch.zeros(1, model.cfg.in_channels, height, width, device="meta"))
-    return total
+    return int(counter.get_total_flops())
