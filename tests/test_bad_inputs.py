@@ -255,8 +255,8 @@ def test_enhance_output_folder_that_cannot_be_created(tmp_path, capsys, model):
 def test_full_disk_while_writing_an_output_leaves_no_partial_file(tmp_path, capsys, model, monkeypatch):
     image = save_png(tmp_path / "a.png", photo(np.random.default_rng(0), 16, 16))
 
-    def encode_until_the_disk_fills(path, data, **options):
-        path.write_bytes(b"\x89PNG half")
+    def encode_until_the_disk_fills(f, suffix, data, **options):
+        f.write(b"\x89PNG half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(image_io, "_encode", encode_until_the_disk_fills)

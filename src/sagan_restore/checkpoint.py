@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import struct
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -22,6 +19,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from sagan_restore.config import GeneratorConfig, config_to_dict, generator_config_from_dict
 from sagan_restore.errors import UserError, first_line
+from sagan_restore.io import atomic_write
 from sagan_restore.models import zoo
 from sagan_restore.models.generator import UNetGenerator
 
@@ -32,47 +30,6 @@ CHECKPOINT_KEYS = {"step", "config", "generator", "opt_g"}
 # (tests/test_fuzz.py finds the IndexError and KeyError cases).
 UNREADABLE_CHECKPOINT = (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, IndexError, KeyError,
                          TypeError, struct.error)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a temporary file in the same folder, fsync it, rename it over `path`, fsync the folder.
-
-    A crash or a kill leaves either the old file or the new one, never a truncated mix; a failed write
-    (a full disk) leaves the old file and no temporary one. `write` gets an open binary file: writing
-    through a Python file object is what turns a full disk into an OSError (torch.save to a path reports
-    it as a RuntimeError, and safetensors' save_file not at all).
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)  # makes the rename itself durable
-    except OSError as err:
-        raise UserError(f"{path}: could not write it ({err.strerror or err}); any previous version is unchanged")
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_generator(path: Path, model: UNetGenerator, *, info: dict | None = None, half: bool = False) -> None:

@@ -6,6 +6,17 @@ from pathlib import Path
 
 import torch
 
+from sagan_restore.errors import UserError
+
+
+def pick_device(name: str) -> torch.device:
+    """auto (a GPU when there is one), cpu, cuda or cuda:N; a clear error when CUDA is asked for and absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    return torch.device(name)
+
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether a run with this --precision computes in bf16 on this device (see TrainConfig.precision)."""

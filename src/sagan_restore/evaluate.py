@@ -34,6 +34,7 @@ from sagan_restore import baselines
 from sagan_restore.config import EvaluateConfig
 from sagan_restore.data.datasets import PAIRED_FOLDER_NAMES, match_pairs, pair_scale
 from sagan_restore.data.degradations import downscale, quantize_8bit
+from sagan_restore.devices import pick_device
 from sagan_restore.errors import UserError
 from sagan_restore.io import list_images, quantize, read_image
 from sagan_restore.metrics import psnr, rgb_to_y, sharpness_ratio, shave, ssim
@@ -428,7 +429,7 @@ def environment(device: str = "auto") -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["sagan-restore" if i == 0 else a for i, a in enumerate(sys.argv)]),
         "machine": f"{cpu_name()}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}",
-        "device": ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device,
+        "device": str(pick_device(device)),
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine slows every timing
         "python": platform.python_version(),

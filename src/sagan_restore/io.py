@@ -15,9 +15,11 @@ import tempfile
 import warnings
 import zlib
 from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import png
@@ -296,6 +298,47 @@ def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
     return out
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temporary file in the same folder, fsync it, rename it over `path`, fsync the folder.
+
+    A crash or a kill leaves either the old file or the new one, never a truncated mix; a failed write
+    (a full disk) leaves the old file and no temporary one. `write` gets an open binary file: writing
+    through a Python file object is what turns a full disk into an OSError (torch.save to a path reports
+    it as a RuntimeError, and safetensors' save_file not at all).
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)  # makes the rename itself durable
+    except OSError as err:
+        raise UserError(f"{path}: could not write it ({err.strerror or err}); any previous version is unchanged")
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_image(
     path: Path,
     pixels: np.ndarray,
@@ -322,24 +365,13 @@ def write_image(
         data = np.concatenate([data, quantize(alpha, bit_depth)[..., None]], axis=2)
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: output folder does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        _encode(tmp, data, bit_depth=bit_depth, quality=quality, icc_profile=icc_profile, exif=exif, dpi=dpi)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except OSError as err:
-        raise UserError(f"{path}: could not write the output ({err})")
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: _encode(f, suffix, data, bit_depth=bit_depth, quality=quality,
+                                         icc_profile=icc_profile, exif=exif, dpi=dpi))
 
 
-def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_profile: bytes | None,
-            exif: bytes | None, dpi: tuple[float, float] | None) -> None:
-    suffix = path.suffix.lower()
+def _encode(f: BinaryIO, suffix: str, data: np.ndarray, *, bit_depth: int, quality: int,
+            icc_profile: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None) -> None:
+    """Encode `data` in the format of `suffix` into the open binary file `f`."""
     channels = data.shape[2]
     if suffix in (".tif", ".tiff"):
         import tifffile
@@ -347,11 +379,13 @@ def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_p
         photometric = "minisblack" if channels in (1, 2) else "rgb"
         extrasamples = ["unassalpha"] if channels in (2, 4) else None
         resolution = {"resolution": dpi, "resolutionunit": "INCH"} if dpi else {}
-        tifffile.imwrite(path, data.squeeze(2) if channels == 1 else data, photometric=photometric,
+        buffer = BytesIO()  # tifffile wants a named file or a BytesIO, and atomic_write's has no name
+        tifffile.imwrite(buffer, data.squeeze(2) if channels == 1 else data, photometric=photometric,
                          extrasamples=extrasamples, iccprofile=icc_profile, **resolution)
+        f.write(buffer.getvalue())
         return
     if suffix == ".png" and bit_depth == 16 and channels > 1:
-        _write_png16_colour(path, data, icc_profile=icc_profile, exif=exif, dpi=dpi)
+        _write_png16_colour(f, data, icc_profile=icc_profile, exif=exif, dpi=dpi)
         return
     # Pillow picks the mode from dtype and shape: uint16 (H, W) is I;16, uint8 (H, W, 2|3|4) is LA|RGB|RGBA.
     im = Image.fromarray(np.ascontiguousarray(data.squeeze(2) if channels == 1 else data))
@@ -366,10 +400,10 @@ def _encode(path: Path, data: np.ndarray, *, bit_depth: int, quality: int, icc_p
         options["quality"] = quality
         if suffix != ".webp" and im.mode in ("LA", "RGBA"):
             im = im.convert(im.mode[:-1])  # JPEG has no alpha channel
-    im.save(path, format=_pillow_format(suffix), **options)
+    im.save(f, format=_pillow_format(suffix), **options)
 
 
-def _write_png16_colour(path: Path, data: np.ndarray, *, icc_profile: bytes | None, exif: bytes | None,
+def _write_png16_colour(f: BinaryIO, data: np.ndarray, *, icc_profile: bytes | None, exif: bytes | None,
                         dpi: tuple[float, float] | None) -> None:
     """16-bit RGB(A) and grey+alpha PNGs, which Pillow cannot write, through pypng; metadata chunks added."""
     channels = data.shape[2]
@@ -388,8 +422,7 @@ def _write_png16_colour(path: Path, data: np.ndarray, *, icc_profile: bytes | No
         extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
     chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
     first_data = next(i for i, (kind, _) in enumerate(chunks) if kind == b"IDAT")
-    with open(path, "wb") as f:
-        png.write_chunks(f, chunks[:first_data] + extra + chunks[first_data:])
+    png.write_chunks(f, chunks[:first_data] + extra + chunks[first_data:])
 
 
 def _pillow_format(suffix: str) -> str:

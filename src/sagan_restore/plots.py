@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sagan_restore.checkpoint import atomic_write  # noqa: E402
+from sagan_restore.io import atomic_write, quantize  # noqa: E402
 
 
 LOSS_NAMES = ("g_l1", "g_adv", "d_real", "d_fake")
@@ -81,7 +81,7 @@ def _enlarged(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
-    data = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    data = quantize(img, 8)
     return data.squeeze(2) if data.shape[2] == 1 else data
 
 

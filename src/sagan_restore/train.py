@@ -48,10 +48,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sagan_restore import checkpoint, distributed
-from sagan_restore.devices import uses_bf16
 from sagan_restore.config import TrainConfig, config_to_dict, train_config_from_dict
 from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_source, to_tensor, validation_pairs
+from sagan_restore.data.degradations import quantize_8bit
+from sagan_restore.devices import pick_device, uses_bf16
 from sagan_restore.errors import UserError, first_line
+from sagan_restore.io import atomic_write
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator
 from sagan_restore.models.generator import UNetGenerator
@@ -146,14 +148,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    return torch.device(name)
 
 
 def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
@@ -349,7 +343,7 @@ def prepare_run(cfg: TrainConfig) -> None:
 
 def write_config(cfg: TrainConfig) -> None:
     text = json.dumps(config_to_dict(cfg), indent=2)
-    checkpoint.atomic_write(cfg.out / "config.json", lambda f: f.write(text.encode()))
+    atomic_write(cfg.out / "config.json", lambda f: f.write(text.encode()))
 
 
 def load_run_config(run_dir: Path, *, iters: int | None = None) -> TrainConfig:
@@ -502,7 +496,7 @@ class RunLog:
         writer = csv.DictWriter(text, LOG_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        checkpoint.atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+        atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
         if self.tensorboard_dir is not None:
             self.close()
             self.writer = _summary_writer(self.tensorboard_dir, purge_step=last_step + 1)
@@ -580,7 +574,7 @@ def write_samples(cfg: TrainConfig, g: UNetGenerator, batch, val, device) -> flo
     rows, scores = [], []
     for i, (noisy, clean) in enumerate(val):
         out = g(to_tensor(noisy)[None].to(device))[0].float().cpu().numpy().transpose(1, 2, 0)
-        out = np.round(np.clip(out, 0, 1) * 255) / 255  # scored as the saved 8-bit file would be
+        out = quantize_8bit(out)  # scored as the saved 8-bit file would be
         scores.append(psnr(out, clean))
         if i == 0:
             rows.append((noisy, out, clean))

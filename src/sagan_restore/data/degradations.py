@@ -13,6 +13,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from sagan_restore.config import DegradationConfig
+from sagan_restore.io import quantize
 
 
 def gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -63,7 +64,7 @@ def downscale(img: np.ndarray, scale: int) -> np.ndarray:
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """Round-trip through an 8-bit JPEG of the given quality."""
-    data = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    data = quantize(img, 8)
     buffer = _bytes_io.BytesIO()
     Image.fromarray(data.squeeze(2) if data.shape[2] == 1 else data).save(buffer, format="JPEG", quality=quality)
     decoded = np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
@@ -72,7 +73,7 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
 
 def quantize_8bit(img: np.ndarray) -> np.ndarray:
     """What saving to an 8-bit file does: clip to [0, 1] and round to 1/255 steps."""
-    return np.round(np.clip(img, 0, 1) * 255) / np.float32(255)
+    return quantize(img, 8) / np.float32(255)
 
 
 def degrade(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -> np.ndarray:

@@ -16,20 +16,12 @@ from tqdm import tqdm
 
 from sagan_restore.checkpoint import load_model
 from sagan_restore.data.degradations import resize
-from sagan_restore.devices import cpu_has_native_bf16
+from sagan_restore.devices import cpu_has_native_bf16, pick_device
 from sagan_restore.errors import UserError
 from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
 from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image, to_channels, to_memory,
                               write_image)
 from sagan_restore.models.generator import UNetGenerator
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    return torch.device(device)
 
 
 class Enhancer:
@@ -73,7 +65,7 @@ class Enhancer:
         model's documented default (see checkpoint.load_model). realism_model: the GAN variant of your own
         model.
         """
-        torch_device = resolve_device(device)
+        torch_device = pick_device(device)
         model, info = load_model(spec, device=torch_device, realism=realism, realism_model=realism_model)
         if batch is not None and batch < 1:
             raise UserError(f"--batch {batch}: must be at least 1")

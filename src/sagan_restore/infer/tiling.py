@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from sagan_restore.config import GeneratorConfig
 from sagan_restore.errors import UserError
+from sagan_restore.models.generator import UPSAMPLING_STEPS
 
 RunBatch = Callable[[np.ndarray], np.ndarray]  # (B, C, h, w) float32 -> (B, C_out, s*h, s*w) float32
 OnTiles = Callable[[int, int], None]  # (tiles done, tiles in all), called after each batch
@@ -193,7 +194,7 @@ def estimate_tile_bytes(cfg: GeneratorConfig, tile: int, *, bytes_per_value: int
     pixels = tile * tile
     per_pixel = 6 * cfg.width + 2 * cfg.in_channels + 3 * cfg.out_channels * cfg.scale**2
     resolution = 1
-    for factor in {1: [], 2: [2], 3: [3], 4: [2, 2]}[cfg.scale]:
+    for factor in UPSAMPLING_STEPS[cfg.scale]:
         per_pixel += 2 * cfg.width * factor**2 * resolution**2
         resolution *= factor
     values = per_pixel * pixels

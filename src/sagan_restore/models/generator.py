@@ -109,10 +109,13 @@ class Upsample(nn.Sequential):
         super().__init__(nn.Conv2d(in_channels, out_channels * factor**2, 1), nn.PixelShuffle(factor))
 
 
+# The pixel-shuffle steps of each super-resolution factor (x4 is two x2 steps).
+UPSAMPLING_STEPS = {1: (), 2: (2,), 3: (3,), 4: (2, 2)}
+
+
 def _upsampling_tail(channels: int, scale: int) -> nn.Sequential:
-    factors = {1: [], 2: [2], 3: [3], 4: [2, 2]}[scale]
     layers: list[nn.Module] = []
-    for f in factors:
+    for f in UPSAMPLING_STEPS[scale]:
         layers += [nn.Conv2d(channels, channels * f * f, 3, padding=1), nn.PixelShuffle(f), nn.LeakyReLU(0.2, True)]
     return nn.Sequential(*layers)
 
