@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from sagan_restore import baselines
 from sagan_restore.config import EvaluateConfig
-from sagan_restore.data.datasets import PAIRED_FOLDER_NAMES, match_pairs, pair_scale
+from sagan_restore.data.datasets import match_pairs, pair_scale, paired_subfolders
 from sagan_restore.data.degradations import downscale, quantize_8bit
 from sagan_restore.devices import pick_device
 from sagan_restore.errors import UserError
@@ -172,11 +172,11 @@ def open_test_set(root: Path) -> EvalSet:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"--set {root}: no such folder")
-    for lr_name, hr_name in PAIRED_FOLDER_NAMES:
-        if (root / lr_name).is_dir() and (root / hr_name).is_dir():
-            pairs = match_pairs(root / lr_name, root / hr_name)
-            return EvalSet(root.name, root, "paired", [hr for _, hr in pairs], [lr for lr, _ in pairs],
-                           pair_scale(pairs))
+    subfolders = paired_subfolders(root)
+    if subfolders is not None:
+        pairs = match_pairs(*subfolders)
+        return EvalSet(root.name, root, "paired", [hr for _, hr in pairs], [lr for lr, _ in pairs],
+                       pair_scale(pairs))
     hr_dir = root / "HR" if (root / "HR").is_dir() else root
     targets = list_images(hr_dir)
     if not targets:

@@ -109,12 +109,20 @@ class PairedSource:
         return len(self.targets)
 
 
-def find_paired_folders(root: Path) -> tuple[Path, Path]:
-    if not root.is_dir():
-        raise UserError(f"--data {root}: no such folder")
+def paired_subfolders(root: Path) -> tuple[Path, Path] | None:
+    """(inputs, targets) subfolders of a paired folder (lr/ + hr/, input/ + target/ or A/ + B/), or None."""
     for lr_name, hr_name in PAIRED_FOLDER_NAMES:
         if (root / lr_name).is_dir() and (root / hr_name).is_dir():
             return root / lr_name, root / hr_name
+    return None
+
+
+def find_paired_folders(root: Path) -> tuple[Path, Path]:
+    if not root.is_dir():
+        raise UserError(f"--data {root}: no such folder")
+    found = paired_subfolders(root)
+    if found is not None:
+        return found
     raise UserError(f"--data {root}: expected subfolders lr/ + hr/, input/ + target/ or A/ + B/")
 
 
@@ -352,9 +360,9 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     if cfg.val is not None:
         if not cfg.val.is_dir():
             raise UserError(f"--val {cfg.val}: no such folder")
-        if any((cfg.val / lr).is_dir() and (cfg.val / hr).is_dir() for lr, hr in PAIRED_FOLDER_NAMES):
-            lr_dir, hr_dir = find_paired_folders(cfg.val)
-            pairs, problems = _match_by_stem(lr_dir, hr_dir)
+        subfolders = paired_subfolders(cfg.val)
+        if subfolders is not None:
+            pairs, problems = _match_by_stem(*subfolders)
             if problems or not pairs:
                 raise UserError(f"--val {cfg.val}: " + ("; ".join(problems) or "no pairs found"))
             return [_centre_pair(_load_pixels(lr, channels, cfg.max_pixels), _load_pixels(hr, channels, cfg.max_pixels))
