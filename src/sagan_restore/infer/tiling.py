@@ -188,18 +188,21 @@ def estimate_tile_bytes(cfg: GeneratorConfig, tile: int, *, bytes_per_value: int
     """Peak activation memory of one forward on a tile x tile input, from the architecture.
 
     Linear part: about 6 * width values per pixel live at once (skips plus a block's temporaries), more for
-    the upsampling tail. Quadratic part: the attention matrix (tokens^2) and its softmax. Calibrated on CPU
-    against peak RSS (width 32: 272 MB measured vs 350 MB estimated at tile 512), erring high.
+    the upsampling tail; NAFNet blocks expand to twice the width inside, and an unshuffle stem puts level 0
+    at 1/unshuffle**2 of the pixels. Quadratic part: the attention matrix (tokens^2) and its softmax.
+    Calibrated on CPU against peak RSS (width 32: 272 MB measured vs 350 MB estimated at tile 512), erring
+    high.
     """
     pixels = tile * tile
-    per_pixel = 6 * cfg.width + 2 * cfg.in_channels + 3 * cfg.out_channels * cfg.scale**2
+    level0 = 6 * cfg.width * (2 if cfg.block == "naf" else 1) // cfg.unshuffle**2
+    per_pixel = level0 + 2 * cfg.in_channels + 3 * cfg.out_channels * cfg.scale**2
     resolution = 1
     for factor in UPSAMPLING_STEPS[cfg.scale]:
         per_pixel += 2 * cfg.width * factor**2 * resolution**2
         resolution *= factor
     values = per_pixel * pixels
     for level in cfg.attn_levels:
-        tokens = pixels // 4**level
+        tokens = pixels // (4**level * cfg.unshuffle**2)
         values += 2 * tokens**2 + 3 * cfg.width * 2**level * tokens
     return values * bytes_per_value
 
