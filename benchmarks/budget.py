@@ -308,7 +308,9 @@ def main(argv=None) -> None:
         "schedule laid over the steps that budget allows. PSNR (dB) on the centre crops of the held-out "
         f"photos in `{args.val.name}` (recipes/validation_photos.py) with protocol noise, outputs rounded to "
         "8 bits; 8-bit = noisy input clipped and rounded. Inference s/MP: one 512 x 512 float32 forward, "
-        "median of 3, same threads. Variant flags are in `benchmarks/budget.py`.",
+        "median of 3, same threads. Variant flags are in `benchmarks/budget.py`. A process's CPU time per step "
+        "grows when other work shares the cores (caches, memory bandwidth): variants run in different sessions "
+        "(see their steps / CPU s) are compared less tightly than those run side by side.",
         "",
         f"![validation PSNR against CPU time]({figure.relative_to(REPO / 'docs')})",
         "",

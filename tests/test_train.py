@@ -259,3 +259,39 @@ def test_smoothing_skips_gaps_and_follows_the_trend():
     out = smoothed(values, weight=0.5)
     assert out[0] == 1.0 and np.isnan(out[1]) and out[2] == 1.0
     assert 1.0 < out[3] < out[4] < out[5] < 3.0
+
+
+def test_config_checks_hold_for_the_python_api_too():
+    """They lived in cli.py: precision="bf32" ran float32, task="SR" ran as denoising, Python SR got sigma 25."""
+    from sagan_restore.config import DegradationConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(out=Path("r"), precision="bf32")
+    with pytest.raises(ValueError, match="task must be one of"):
+        DegradationConfig(task="SR", scale=4)
+    with pytest.raises(ValueError, match="iters must be at least 1"):
+        TrainConfig(out=Path("r"), iters=0)
+    assert DegradationConfig(task="sr", scale=4).sigma == (0.0, 0.0)  # the task's default, in the config
+    assert DegradationConfig().sigma == (25.0, 25.0)
+
+
+def test_cli_defaults_are_the_config_defaults(tmp_path):
+    import dataclasses
+
+    from sagan_restore.cli import build_parser, train_config_from_args
+    from sagan_restore.config import TrainConfig
+
+    from_cli = train_config_from_args(build_parser().parse_args(["train", "--out", str(tmp_path)]))
+    assert from_cli == TrainConfig(out=tmp_path)
+    for f in dataclasses.fields(TrainConfig):
+        assert getattr(from_cli, f.name) == getattr(TrainConfig(out=tmp_path), f.name), f.name
+
+
+@pytest.mark.parametrize("flags, message", [(["--iters", "0"], "--iters must be at least 1"),
+                                            (["--ema", "1"], "--ema 1:"),
+                                            (["--quantize-share", "2"], "--quantize-share 2:")])
+def test_bad_training_options_are_one_line_naming_the_option(tmp_path, capsys, flags, message):
+    assert main(["train", "--out", str(tmp_path / "r"), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

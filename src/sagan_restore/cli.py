@@ -48,6 +48,9 @@ def _weighted_folder(text: str) -> tuple[Path, float]:
 
 
 def add_train_parser(sub) -> None:
+    from sagan_restore.config import DegradationConfig, GeneratorConfig, TrainConfig, defaults
+
+    T, D, G = defaults(TrainConfig), defaults(DegradationConfig), defaults(GeneratorConfig)  # the one set of defaults
     p = sub.add_parser("train", help="train a generator (and discriminator) on paired or degraded images",
                        description="Train a self-attention U-Net GAN. With no data option, the built-in "
                                    "corpus (scikit-image photos + dead leaves) is used.")
@@ -63,87 +66,88 @@ def add_train_parser(sub) -> None:
                       help="held-out images for the validation curve: clean images (degraded once, fixed seeds) "
                            "or pairs in lr/ + hr/ subfolders; centre crops of 384 pixels (default: the built-in "
                            "corpus's held-out photo, none for other data)")
-    data.add_argument("--dead-leaves", type=float, default=0.0, metavar="WEIGHT",
+    data.add_argument("--dead-leaves", type=float, default=T["dead_leaves"], metavar="WEIGHT",
                       help="with --clean: also draw procedural dead-leaves images, with this relative weight")
     deg = p.add_argument_group("degradations (for --clean and the built-in corpus)")
-    deg.add_argument("--task", choices=["denoise", "sr"], default="denoise")
+    deg.add_argument("--task", choices=["denoise", "sr"], default=D["task"])
     deg.add_argument("--sigma", help="Gaussian noise std (0..255 scale) or range, e.g. 25 or 0-50 "
                                      "(default 25 for denoise, 0 for sr)")
     deg.add_argument("--scale", type=int, choices=[2, 3, 4], help="SR factor (with --task sr; default 4)")
-    deg.add_argument("--poisson", type=float, default=0.0, metavar="PEAK", help="Poisson noise, photons at white")
-    deg.add_argument("--salt-pepper", type=float, default=0.0, metavar="FRACTION")
+    deg.add_argument("--poisson", type=float, default=D["poisson_peak"], metavar="PEAK", help="Poisson noise, photons at white")
+    deg.add_argument("--salt-pepper", type=float, default=D["salt_pepper"], metavar="FRACTION")
     deg.add_argument("--blur", help="Gaussian blur std in pixels or range, e.g. 0-2 (default 0)")
     deg.add_argument("--jpeg", help="JPEG quality range, e.g. 30-95")
-    deg.add_argument("--quantize-share", type=float, default=0.5,
-                     help="share of inputs clipped and rounded to 8 bits (default 0.5)")
-    deg.add_argument("--grey-share", type=float, default=0.0,
+    deg.add_argument("--quantize-share", type=float, default=D["quantize_share"],
+                     help=f"share of inputs clipped and rounded to 8 bits (default {D['quantize_share']:g})")
+    deg.add_argument("--grey-share", type=float, default=D["grey_share"],
                      help="share of colour crops turned grey first, so a colour model learns grey images too")
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--load-size", type=int, help="resize images so the shorter side is this first")
-    pre.add_argument("--crop", type=int, default=64, help="target crop size (default 64)")
+    pre.add_argument("--crop", type=int, default=T["crop"], help=f"target crop size (default {T['crop']})")
     pre.add_argument("--no-augment", action="store_true", help="no random flips/rotations")
     model = p.add_argument_group("model")
-    model.add_argument("--width", type=int, default=32)
-    model.add_argument("--depth", type=int, default=3)
-    model.add_argument("--blocks", default="1",
+    model.add_argument("--width", type=int, default=G["width"])
+    model.add_argument("--depth", type=int, default=G["depth"])
+    model.add_argument("--blocks", default=str(G["blocks"]),
                        help="blocks per level: one count for all, or one per level from full resolution to the "
                             "bottleneck, e.g. 1,1,2,4 for --depth 3")
-    model.add_argument("--block", choices=["res", "naf"], default="res",
+    model.add_argument("--block", choices=["res", "naf"], default=G["block"],
                        help="res: conv-LeakyReLU-conv residual blocks; naf: NAFNet's blocks")
-    model.add_argument("--unshuffle", type=int, choices=[1, 2, 4], default=1,
+    model.add_argument("--unshuffle", type=int, choices=[1, 2, 4], default=G["unshuffle"],
                        help="start the U-Net at 1/N resolution (pixel unshuffle, FFDNet's stem; restoration only)")
     model.add_argument("--noise-map", action="store_true",
                        help="feed an estimated noise-level map as an extra input plane (FFDNet's; still blind)")
     model.add_argument("--attn-levels", help="levels with self-attention, 0 = full resolution (default: depth)")
-    model.add_argument("--channels", type=int, choices=[1, 3], default=3, help="3 = colour model, 1 = grey")
-    model.add_argument("--d-width", type=int, default=32, help="discriminator channels in its first layer (default 32)")
-    model.add_argument("--d-layers", type=int, default=3)
+    model.add_argument("--channels", type=int, choices=[1, 3], default=G["in_channels"], help="3 = colour model, 1 = grey")
+    model.add_argument("--d-width", type=int, default=T["d_width"],
+                       help=f"discriminator channels in its first layer (default {T['d_width']})")
+    model.add_argument("--d-layers", type=int, default=T["d_layers"])
     model.add_argument("--spectral-norm", action="store_true")
     model.add_argument("--d-norm", choices=["instance", "batch", "none"],
                        help="D's normalisation (default instance, or none with --spectral-norm: independent of "
                             "the batch split); batch sees over-smooth outputs better, for GAN fine-tunes of L1 "
                             "models. With --spectral-norm it is added to the spectrally normalised convolutions")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--iters", type=int, help="iterations (default 5000)")
-    opt.add_argument("--batch", type=int, default=8)
-    opt.add_argument("--lr", type=float, default=2e-4)
-    opt.add_argument("--lr-decay-from", type=float, default=1.0, metavar="FRACTION",
-                     help="after this fraction of --iters the lr falls linearly to 0 (default 1.0: constant)")
-    opt.add_argument("--lr-schedule", choices=["linear", "cosine"], default="linear",
+    opt.add_argument("--iters", type=int, help=f"iterations (default {T['iters']})")
+    opt.add_argument("--batch", type=int, default=T["batch"])
+    opt.add_argument("--lr", type=float, default=T["lr"])
+    opt.add_argument("--lr-decay-from", type=float, default=T["lr_decay_from"], metavar="FRACTION",
+                     help="after this fraction of --iters the lr falls to 0 (default 1.0: constant)")
+    opt.add_argument("--lr-schedule", choices=["linear", "cosine"], default=T["lr_schedule"],
                      help="shape of the decay after --lr-decay-from (default linear)")
-    opt.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW with this decoupled weight decay")
-    opt.add_argument("--beta1", type=float, default=0.5)
-    opt.add_argument("--beta2", type=float, default=0.999)
-    opt.add_argument("--adv-weight", type=float, default=1.0, help="0 = pure L1 model, no discriminator")
-    opt.add_argument("--l1-weight", type=float, default=100.0, help="weight of the pixel loss")
-    opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default="l1")
-    opt.add_argument("--fft-weight", type=float, default=0.0,
+    opt.add_argument("--weight-decay", type=float, default=T["weight_decay"], help="> 0: AdamW with this decoupled weight decay")
+    opt.add_argument("--beta1", type=float, default=T["betas"][0])
+    opt.add_argument("--beta2", type=float, default=T["betas"][1])
+    opt.add_argument("--adv-weight", type=float, default=T["adv_weight"], help="0 = pure L1 model, no discriminator")
+    opt.add_argument("--l1-weight", type=float, default=T["l1_weight"], help="weight of the pixel loss")
+    opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default=T["pixel_loss"])
+    opt.add_argument("--fft-weight", type=float, default=T["fft_weight"],
                      help="add a frequency (FFT) loss, this many times the pixel loss's weight (e.g. 0.05)")
-    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--seed", type=int, default=T["seed"])
     opt.add_argument("--init-from", type=Path, metavar="MODEL",
                      help="start the generator from a trained model (same architecture): fine-tuning")
     run = p.add_argument_group("run")
-    run.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (per process)")
-    run.add_argument("--cache-mb", type=int, default=2048,
-                     help="decoded training images kept in memory, per process (default 2048)")
+    run.add_argument("--device", type=_device, default=T["device"], help="auto, cpu, cuda or cuda:N (default auto)")
+    run.add_argument("--workers", type=int, default=T["workers"], help="DataLoader worker processes (per process)")
+    run.add_argument("--cache-mb", type=int, default=T["cache_mb"],
+                     help=f"decoded training images kept in memory, per process (default {T['cache_mb']})")
     speed = p.add_argument_group("speed and scale (see README: Scaling up)")
-    speed.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    speed.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=T["precision"],
                        help="bf16 autocast; auto = bf16 on a GPU that supports it and on a CPU with native "
                             "bf16 (AVX512-BF16 or AMX), fp32 elsewhere")
-    speed.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    speed.add_argument("--ema", type=float, default=T["ema"], metavar="DECAY",
                        help="keep a moving average of G's weights (e.g. 0.999) for samples and the saved model")
-    speed.add_argument("--accumulate", type=int, default=1, metavar="N",
+    speed.add_argument("--accumulate", type=int, default=T["accumulate"], metavar="N",
                        help="split each step into N micro-batches (gradient accumulation; --batch stays global)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the nets for training")
     speed.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     speed.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
-    run.add_argument("--save-every", type=int, default=500)
-    run.add_argument("--keep", type=int, default=3, help="newest checkpoints to keep (default 3)")
-    run.add_argument("--max-pixels", type=float, default=200e6,
-                     help="refuse images larger than this, as possible decompression bombs (default 200e6)")
-    run.add_argument("--sample-every", type=int, default=250)
-    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--save-every", type=int, default=T["save_every"])
+    run.add_argument("--keep", type=int, default=T["keep"], help=f"newest checkpoints to keep (default {T['keep']})")
+    run.add_argument("--max-pixels", type=float, default=T["max_pixels"],
+                     help=f"refuse images larger than this, as possible decompression bombs (default {T['max_pixels']:g})")
+    run.add_argument("--sample-every", type=int, default=T["sample_every"])
+    run.add_argument("--log-every", type=int, default=T["log_every"])
     run.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_train)
 
@@ -151,29 +155,25 @@ def add_train_parser(sub) -> None:
 def train_config_from_args(args):
     from sagan_restore.config import DegradationConfig, GeneratorConfig, TrainConfig
 
-    for name in ("iters", "batch", "crop", "width", "depth", "save_every", "keep", "sample_every",
-                 "log_every", "max_pixels", "accumulate"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    if not 0 <= args.ema < 1:
-        raise UserError(f"--ema {args.ema}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
-    if args.cache_mb < 0:
-        raise UserError(f"--cache-mb {args.cache_mb}: must be 0 or more")
+    for name in ("width", "depth"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, not {getattr(args, name)}")
     if args.data or args.aligned:
         _refuse_degradation_flags(args)
-    sigma_default = "25" if args.task == "denoise" else "0"
-    degradation = DegradationConfig(
-        task=args.task,
-        scale=(args.scale or 4) if args.task == "sr" else 1,
-        sigma=_range(args.sigma or sigma_default, option="--sigma"),
-        poisson_peak=args.poisson,
-        salt_pepper=args.salt_pepper,
-        blur=_range(args.blur or "0", option="--blur"),
-        jpeg=_range(args.jpeg, kind=int, option="--jpeg") if args.jpeg else None,
-        quantize_share=args.quantize_share,
-        grey_share=args.grey_share,
-    )
+    try:
+        degradation = DegradationConfig(
+            task=args.task,
+            scale=(args.scale or 4) if args.task == "sr" else 1,  # the task's defaults live in the config
+            sigma=_range(args.sigma, option="--sigma") if args.sigma else None,
+            poisson_peak=args.poisson,
+            salt_pepper=args.salt_pepper,
+            blur=_range(args.blur or "0", option="--blur"),
+            jpeg=_range(args.jpeg, kind=int, option="--jpeg") if args.jpeg else None,
+            quantize_share=args.quantize_share,
+            grey_share=args.grey_share,
+        )
+    except ValueError as err:
+        raise _option_error(err)
     scale = degradation.scale
     if args.data or args.aligned:
         from sagan_restore.data.datasets import paired_data_scale
@@ -189,11 +189,11 @@ def train_config_from_args(args):
     clean = [_weighted_folder(text) for text in args.clean]
     if args.dead_leaves and (args.data or args.aligned):
         raise UserError("--dead-leaves goes with --clean (or alone): paired data has no clean images to add to")
-    return TrainConfig(
+    fields = dict(
         out=args.out, data=args.data, aligned=args.aligned, val=args.val, clean=tuple(p for p, _ in clean),
         clean_weights=tuple(w for _, w in clean), dead_leaves=args.dead_leaves, degradation=degradation,
         generator=generator, load_size=args.load_size, crop=args.crop, augment=not args.no_augment,
-        iters=args.iters or 5_000, batch=args.batch, lr=args.lr, lr_decay_from=args.lr_decay_from,
+        iters=args.iters if args.iters is not None else TrainConfig.iters, batch=args.batch, lr=args.lr, lr_decay_from=args.lr_decay_from,
         betas=(args.beta1, args.beta2), init_from=args.init_from, lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay, pixel_loss=args.pixel_loss, fft_weight=args.fft_weight,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
@@ -204,6 +204,21 @@ def train_config_from_args(args):
         compile=args.compile, channels_last=args.channels_last, cache_mb=args.cache_mb,
         tensorboard=args.tensorboard,
     )
+    try:
+        return TrainConfig(**fields)
+    except ValueError as err:  # the checks live in the config, so the Python API has them too
+        raise _option_error(err)
+
+
+# Config fields whose command-line option has another name.
+OPTION_OF_FIELD = {"poisson_peak": "poisson", "in_channels": "channels"}
+
+
+def _option_error(err: ValueError) -> UserError:
+    """A config check's message ("name value: why") as the option the user typed ("--name value: why")."""
+    text = str(err)
+    field = text.split()[0]
+    return UserError(f"--{OPTION_OF_FIELD.get(field, field).replace('_', '-')}{text[len(field):]}")
 
 
 def _refuse_degradation_flags(args) -> None:

@@ -7,9 +7,11 @@ their `GeneratorConfig`, so a model is rebuilt from its file without repeating a
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class GeneratorConfig:
     # "res": conv-LeakyReLU-conv residual blocks. "naf": NAFNet's blocks (LayerNorm, 1x1 -> depthwise 3x3
     # -> SimpleGate -> simplified channel attention -> 1x1, then a gated feed-forward, learned residual
     # scales starting at 0).
-    block: str = "res"
+    block: Literal["res", "naf"] = "res"
     # > 1: FFDNet's stem: the U-Net starts at 1/unshuffle of the input resolution (pixel unshuffle, so no
     # pixel is lost) with `width` channels there, and a pixel shuffle restores the resolution at the end.
     unshuffle: int = 1
@@ -48,8 +50,7 @@ class GeneratorConfig:
                                  f"for depth {self.depth} (the last is the bottleneck's)")
         if min(self.level_blocks) < 0:
             raise ValueError(f"blocks {self.blocks}: counts must be 0 or more")
-        if self.block not in ("res", "naf"):
-            raise ValueError(f"block must be 'res' or 'naf', not {self.block!r}")
+        check_choice(self, "block")
         if self.unshuffle not in (1, 2, 4):
             raise ValueError(f"unshuffle must be 1, 2 or 4, not {self.unshuffle}")
         if self.noise_map and self.scale > 1:
@@ -80,15 +81,36 @@ class GeneratorConfig:
 class DegradationConfig:
     """How clean images are degraded on the fly. Steps run in this order: blur, downscale, noise, JPEG."""
 
-    task: str = "denoise"  # "denoise" or "sr"
-    scale: int = 1  # downscaling factor for "sr"
-    sigma: tuple[float, float] = (25.0, 25.0)  # Gaussian noise std on the 0..255 scale, drawn uniformly
+    task: Literal["denoise", "sr"] = "denoise"
+    scale: int = 1  # downscaling factor for "sr" (2, 3 or 4); 1 for "denoise"
+    # Gaussian noise std on the 0..255 scale, drawn uniformly; None: 25 for denoising, 0 for SR.
+    sigma: tuple[float, float] | None = None
     poisson_peak: float = 0.0  # > 0: Poisson (shot) noise with this many photons at white
     salt_pepper: float = 0.0  # fraction of pixels set to 0 or 1
     blur: tuple[float, float] = (0.0, 0.0)  # Gaussian blur std in pixels, drawn uniformly
     jpeg: tuple[int, int] | None = None  # JPEG quality range, e.g. (30, 95)
     quantize_share: float = 0.5  # share of inputs clipped and rounded to 8 bits, as files users bring
     grey_share: float = 0.0  # share of colour crops made grey (equal channels, equal noise) first
+
+    def __post_init__(self):
+        check_choice(self, "task")
+        if self.sigma is None:
+            object.__setattr__(self, "sigma", (25.0, 25.0) if self.task == "denoise" else (0.0, 0.0))
+        if self.task == "sr" and self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4 for super-resolution, not {self.scale}")
+        if self.task == "denoise" and self.scale != 1:
+            raise ValueError(f"scale {self.scale} with task 'denoise': use task 'sr' to upscale")
+        for name in ("sigma", "blur"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"{name} {low:g}-{high:g}: expected 0 <= low <= high")
+        if self.jpeg is not None and not 1 <= self.jpeg[0] <= self.jpeg[1] <= 100:
+            raise ValueError(f"jpeg {self.jpeg}: qualities must be 1..100, low <= high")
+        for name in ("quantize_share", "grey_share", "salt_pepper"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} {getattr(self, name):g}: must be between 0 and 1")
+        if self.poisson_peak < 0:
+            raise ValueError(f"poisson_peak {self.poisson_peak:g}: must be 0 (off) or more")
 
 
 @dataclass(frozen=True)
@@ -109,12 +131,12 @@ class TrainConfig:
     batch: int = 8  # the global batch: split over torchrun processes and accumulation steps
     lr: float = 2e-4
     lr_decay_from: float = 1.0  # fraction of iters after which the lr falls to 0 (1.0 = constant)
-    lr_schedule: str = "linear"  # shape of that fall: "linear" (pix2pix) or "cosine" (NAFNet, SAFMN)
+    lr_schedule: Literal["linear", "cosine"] = "linear"  # shape of that fall: "linear" (pix2pix) or "cosine" (NAFNet, SAFMN)
     betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
     adv_weight: float = 1.0
     l1_weight: float = 100.0  # weight of the pixel loss; pix2pix's value: L1 anchors content, D adds texture
-    pixel_loss: str = "l1"  # "l1" or "charbonnier"
+    pixel_loss: Literal["l1", "charbonnier"] = "l1"
     fft_weight: float = 0.0  # > 0: add a frequency (FFT) term, this many times the pixel loss's weight
     d_width: int = 32  # pix2pix uses 64; 32 costs a quarter of the FLOPs and judges 70x70 patches all the same
     d_layers: int = 3  # 3 layers give the 70x70 receptive field of pix2pix
@@ -123,13 +145,13 @@ class TrainConfig:
     # across processes) but normalises away each sample's texture energy, the very cue that tells a smooth
     # L1 output from a real photo: a fresh D stays at chance against a trained denoiser for hundreds of
     # steps. "batch" (pix2pix's choice; real and fake then pass through D separately) keeps that cue.
-    d_norm: str = "instance"
+    d_norm: Literal["instance", "batch", "none"] = "instance"
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
     # "auto": bf16 autocast on a GPU that has it and on a CPU that runs bf16 natively (AVX512-BF16 or AMX),
     # float32 elsewhere (CPUs without it emulate bf16, slower than float32); or "fp32", "bf16".
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     ema: float = 0.0  # > 0: decay of a moving average of G's weights, used for samples and the saved model
     accumulate: int = 1  # micro-batches per optimiser step; `batch` is the global batch either way
     compile: bool = False  # torch.compile the nets for the training step
@@ -144,12 +166,19 @@ class TrainConfig:
     max_pixels: int = 200_000_000  # larger images are refused as possible decompression bombs
 
     def __post_init__(self):
-        for name, allowed in (("precision", ("auto", "fp32", "bf16")), ("pixel_loss", ("l1", "charbonnier")),
-                              ("lr_schedule", ("linear", "cosine")), ("d_norm", ("instance", "batch", "none"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        if self.fft_weight < 0 or self.weight_decay < 0:
-            raise ValueError("fft_weight and weight_decay must be 0 or more")
+        for name in ("precision", "pixel_loss", "lr_schedule", "d_norm"):
+            check_choice(self, name)
+        for name in ("iters", "batch", "crop", "save_every", "keep", "sample_every", "log_every", "max_pixels",
+                     "accumulate"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema {self.ema:g}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
+        for name in ("cache_mb", "workers", "fft_weight", "weight_decay", "adv_weight", "l1_weight", "dead_leaves"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} {getattr(self, name):g}: must be 0 or more")
+        if not 0 <= self.lr_decay_from <= 1:
+            raise ValueError(f"lr_decay_from {self.lr_decay_from:g}: a fraction of the run, 0..1")
 
 
 @dataclass(frozen=True)
@@ -183,6 +212,29 @@ class ServeConfig:
     max_pixels: int = 25_000_000  # of a result (input pixels x scale^2): bounds the worker's memory
     queue: int = 8  # images waiting for the worker at most; more get HTTP 503 until one finishes
     keep_minutes: float = 60.0  # finished results are deleted after this (or when the page removes them)
+
+
+def check_choice(cfg: Any, name: str) -> None:
+    """A Literal-typed field must hold one of its values: "SR" or "bf32" would otherwise run as something else."""
+    allowed = get_args(_type_hints(type(cfg))[name])
+    if getattr(cfg, name) not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(cfg, name)!r}")
+
+
+@functools.cache
+def _type_hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def defaults(cls) -> dict[str, Any]:
+    """The field defaults of a config dataclass: the one place the CLI takes its defaults from."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def config_to_dict(cfg: Any) -> dict:
