@@ -18,14 +18,17 @@ def rng():
     return np.random.default_rng(0)
 
 
-def smooth_image(rng: np.random.Generator, h: int, w: int, channels: int = 3) -> np.ndarray:
-    """A photo-like float image in [0, 1]: smooth gradients plus a few edges."""
+def smooth_image(rng: np.random.Generator, h: int, w: int, channels: int = 3, *, frequency: float = 1.0,
+                 texture: float = 0.0) -> np.ndarray:
+    """A photo-like float image in [0, 1]: smooth shading (waves `frequency` times the default), an edge,
+    and optionally a little texture (Gaussian, this std). The one synthetic photo of the test suite."""
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     planes = []
     for _ in range(channels):
         a, b, c = rng.uniform(-1, 1, 3)
-        plane = 0.5 + 0.3 * np.sin(3 * a * xx + 2 * b * yy + c) + 0.2 * (xx + yy > rng.uniform(0.5, 1.5))
-        planes.append(plane)
+        plane = (0.5 + 0.3 * np.sin(frequency * (3 * a * xx + 2 * b * yy) + c)
+                 + 0.2 * (xx + yy > rng.uniform(0.5, 1.5)))
+        planes.append(plane + rng.normal(0, texture, (h, w)) if texture else plane)
     return np.clip(np.stack(planes, axis=2), 0, 1).astype(np.float32)
 
 

@@ -11,19 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import smooth_image
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = ["--width", "8", "--depth", "2", "--crop", "32", "--batch", "4", "--d-width", "8", "--no-progress"]
 
 
 def photo(rng: np.random.Generator, h: int, w: int, channels: int = 3) -> np.ndarray:
-    """A float image in [0, 1] with smooth shading, edges and a little texture."""
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    planes = []
-    for _ in range(channels):
-        a, b, c = rng.uniform(-1, 1, 3)
-        plane = 0.5 + 0.3 * np.sin(6 * a * xx + 4 * b * yy + c) + 0.2 * (xx + yy > rng.uniform(0.5, 1.5))
-        planes.append(plane + rng.normal(0, 0.02, (h, w)))
-    return np.clip(np.stack(planes, axis=2), 0, 1).astype(np.float32)
+    """conftest's synthetic photo with finer shading and a little texture, as these tests were tuned on."""
+    return smooth_image(rng, h, w, channels, frequency=2.0, texture=0.02)
 
 
 def save_png(path: Path, img: np.ndarray) -> Path:
