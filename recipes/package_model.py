@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sagan_restore import checkpoint
+from sagan_restore import baselines, checkpoint
 from sagan_restore.data.corpus import validation_photo_path
 from sagan_restore.data.degradations import downscale, gaussian_noise
 from sagan_restore.io import read_image
@@ -61,7 +61,7 @@ def storage_loss_db(model, stored_model) -> float:
     return psnr(np.clip(exact, 0, 1), clean) - psnr(np.clip(stored, 0, 1), clean)
 
 
-BASELINES = {"noisy", "nlm", "bm3d", "bicubic", "lanczos"}
+BASELINES = {*baselines.DENOISERS, *baselines.UPSCALERS}  # every method of `evaluate --baselines`
 
 
 def summarise_scores(results_json: Path) -> list[dict]:

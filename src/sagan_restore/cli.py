@@ -446,6 +446,7 @@ def _models_table(models) -> str:
 def _score_line(score: dict) -> str:
     level = f"sigma {score['sigma']:g}" if "sigma" in score else f"x{score.get('scale')}"
     realism = f" at realism {score['realism']:g}" if "realism" in score else ""
+    realism += " (8-bit input)" if score.get("input") == "8bit" else ""
     sharpness = f", sharpness {score['sharpness']:.2f}" if "sharpness" in score else ""
     return f"{score['set']} {level}{realism}: {score['psnr']:.2f} dB PSNR, SSIM {score['ssim']:.4f}{sharpness}"
 
