@@ -21,8 +21,9 @@ class GeneratorConfig:
     width: int = 32  # channels at full resolution; doubled at each level down
     depth: int = 3  # number of 2x downsamplings; inputs are padded to a multiple of 2**depth
     # Blocks per level, in the encoder and in the decoder at that level; the last entry is the bottleneck's.
-    # An int means that many at every level. Coarse levels are cheap: a block at level i costs 2**-i of
-    # one at level 0 (twice the channels on a quarter of the pixels, and convs scale with channels squared).
+    # An int means that many at every level. A block costs about the same FLOPs at every level (twice the
+    # channels on a quarter of the pixels) but less memory traffic and time at the coarse ones, where
+    # convolutions are wider, and it sees more context there.
     blocks: int | tuple[int, ...] = 1
     # Levels with self-attention: 0 = full resolution ... depth = bottleneck (fewest tokens, the default).
     attn_levels: tuple[int, ...] | None = None
@@ -41,9 +42,7 @@ class GeneratorConfig:
     def __post_init__(self):
         if self.attn_levels is None:
             object.__setattr__(self, "attn_levels", (self.depth,))
-        if isinstance(self.blocks, int):
-            object.__setattr__(self, "blocks", self.blocks)
-        else:
+        if not isinstance(self.blocks, int):
             object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
             if len(self.blocks) != self.depth + 1:
                 raise ValueError(f"blocks {list(self.blocks)}: give one count per level, {self.depth + 1} "
@@ -62,7 +61,6 @@ class GeneratorConfig:
         bad = [lv for lv in self.attn_levels if not 0 <= lv <= self.depth]
         if bad:
             raise ValueError(f"attention levels {bad} outside 0..{self.depth}")
-
 
     @property
     def level_blocks(self) -> tuple[int, ...]:
