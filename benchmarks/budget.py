@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,8 +135,9 @@ def calibrate(variant: str, args) -> float:
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if variant not in known:
         run = args.out / "calibration" / variant.replace("+", "_")
-        if not read_log(run) or int(read_log(run)[-1]["step"]) < CALIBRATION_STEPS[1]:
-            subprocess.run(["rm", "-rf", str(run)], check=True)
+        rows = read_log(run)
+        if not rows or int(rows[-1]["step"]) < CALIBRATION_STEPS[1]:
+            shutil.rmtree(run, ignore_errors=True)
             command = train_command(variant, args, out=run, iters=CALIBRATION_STEPS[1], every=10**6)
             subprocess.run(command, check=True, env=run_env(args), stdout=subprocess.DEVNULL)
         rows = {int(r["step"]): float(r["cpu_seconds"]) for r in read_log(run)}
@@ -166,8 +168,8 @@ def train_interleaved(variants: list[str], iters: dict[str, int], args) -> None:
         command = (["sagan-restore", "train", "--resume", str(run), "--no-progress"] if (run / "config.json").exists()
                    else train_command(v, args, out=run, iters=iters[v], every=every))
         run.parent.mkdir(parents=True, exist_ok=True)
-        log = open(args.out / f"{run.name}.out", "a")
-        procs[v] = subprocess.Popen(command, env=run_env(args), stdout=log, stderr=subprocess.STDOUT)
+        with open(args.out / f"{run.name}.out", "a") as log:  # the child keeps its own copy of the handle
+            procs[v] = subprocess.Popen(command, env=run_env(args), stdout=log, stderr=subprocess.STDOUT)
         procs[v].send_signal(signal.SIGSTOP)  # each waits for its turn, start-up included
     while procs:
         for v, proc in list(procs.items()):
@@ -184,7 +186,8 @@ def train_interleaved(variants: list[str], iters: dict[str, int], args) -> None:
                     continue
             del procs[v]
             if proc.returncode not in (0, 128 + signal.SIGTERM):
-                sys.exit(f"budget.py: the run of {v} failed (exit {proc.returncode}); see {args.out}/{v}.out")
+                log = args.out / f"{run_dir(args, v).name}.out"
+                sys.exit(f"budget.py: the run of {v} failed (exit {proc.returncode}); see {log}")
             print(f"{v}: done", flush=True)
 
 

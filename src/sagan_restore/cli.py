@@ -73,7 +73,8 @@ def add_train_parser(sub) -> None:
     deg.add_argument("--sigma", help="Gaussian noise std (0..255 scale) or range, e.g. 25 or 0-50 "
                                      "(default 25 for denoise, 0 for sr)")
     deg.add_argument("--scale", type=int, choices=[2, 3, 4], help="SR factor (with --task sr; default 4)")
-    deg.add_argument("--poisson", type=float, default=D["poisson_peak"], metavar="PEAK", help="Poisson noise, photons at white")
+    deg.add_argument("--poisson", type=float, default=D["poisson_peak"], metavar="PEAK",
+                     help="Poisson noise, photons at white")
     deg.add_argument("--salt-pepper", type=float, default=D["salt_pepper"], metavar="FRACTION")
     deg.add_argument("--blur", help="Gaussian blur std in pixels or range, e.g. 0-2 (default 0)")
     deg.add_argument("--jpeg", help="JPEG quality range, e.g. 30-95")
@@ -98,7 +99,8 @@ def add_train_parser(sub) -> None:
     model.add_argument("--noise-map", action="store_true",
                        help="feed an estimated noise-level map as an extra input plane (FFDNet's; still blind)")
     model.add_argument("--attn-levels", help="levels with self-attention, 0 = full resolution (default: depth)")
-    model.add_argument("--channels", type=int, choices=[1, 3], default=G["in_channels"], help="3 = colour model, 1 = grey")
+    model.add_argument("--channels", type=int, choices=[1, 3], default=G["in_channels"],
+                       help="3 = colour model, 1 = grey")
     model.add_argument("--d-width", type=int, default=T["d_width"],
                        help=f"discriminator channels in its first layer (default {T['d_width']})")
     model.add_argument("--d-layers", type=int, default=T["d_layers"])
@@ -115,7 +117,8 @@ def add_train_parser(sub) -> None:
                      help="after this fraction of --iters the lr falls to 0 (default 1.0: constant)")
     opt.add_argument("--lr-schedule", choices=["linear", "cosine"], default=T["lr_schedule"],
                      help="shape of the decay after --lr-decay-from (default linear)")
-    opt.add_argument("--weight-decay", type=float, default=T["weight_decay"], help="> 0: AdamW with this decoupled weight decay")
+    opt.add_argument("--weight-decay", type=float, default=T["weight_decay"],
+                     help="> 0: AdamW with this decoupled weight decay")
     opt.add_argument("--beta1", type=float, default=T["betas"][0])
     opt.add_argument("--beta2", type=float, default=T["betas"][1])
     opt.add_argument("--adv-weight", type=float, default=T["adv_weight"], help="0 = pure L1 model, no discriminator")
@@ -145,7 +148,8 @@ def add_train_parser(sub) -> None:
     run.add_argument("--save-every", type=int, default=T["save_every"])
     run.add_argument("--keep", type=int, default=T["keep"], help=f"newest checkpoints to keep (default {T['keep']})")
     run.add_argument("--max-pixels", type=float, default=T["max_pixels"],
-                     help=f"refuse images larger than this, as possible decompression bombs (default {T['max_pixels']:g})")
+                     help="refuse images larger than this, as possible decompression bombs "
+                          f"(default {T['max_pixels']:g})")
     run.add_argument("--sample-every", type=int, default=T["sample_every"])
     run.add_argument("--log-every", type=int, default=T["log_every"])
     run.add_argument("--no-progress", action="store_true")
@@ -155,9 +159,6 @@ def add_train_parser(sub) -> None:
 def train_config_from_args(args):
     from sagan_restore.config import DegradationConfig, GeneratorConfig, TrainConfig
 
-    for name in ("width", "depth"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, not {getattr(args, name)}")
     if args.data or args.aligned:
         _refuse_degradation_flags(args)
     try:
@@ -193,7 +194,8 @@ def train_config_from_args(args):
         out=args.out, data=args.data, aligned=args.aligned, val=args.val, clean=tuple(p for p, _ in clean),
         clean_weights=tuple(w for _, w in clean), dead_leaves=args.dead_leaves, degradation=degradation,
         generator=generator, load_size=args.load_size, crop=args.crop, augment=not args.no_augment,
-        iters=args.iters if args.iters is not None else TrainConfig.iters, batch=args.batch, lr=args.lr, lr_decay_from=args.lr_decay_from,
+        iters=args.iters if args.iters is not None else TrainConfig.iters, batch=args.batch, lr=args.lr,
+        lr_decay_from=args.lr_decay_from,
         betas=(args.beta1, args.beta2), init_from=args.init_from, lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay, pixel_loss=args.pixel_loss, fft_weight=args.fft_weight,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
@@ -265,8 +267,6 @@ def _blocks(text: str) -> int | tuple[int, ...]:
         counts = [int(part) for part in text.split(",")]
     except ValueError:
         raise UserError(f"--blocks {text}: expected a count or comma-separated counts, e.g. 1 or 1,1,2,4")
-    if min(counts) < 0 or (len(counts) == 1 and counts[0] < 1):
-        raise UserError(f"--blocks {text}: counts must be 0 or more (and a single count at least 1)")
     return counts[0] if len(counts) == 1 else tuple(counts)
 
 
@@ -434,7 +434,8 @@ def _models_table(models) -> str:
         head = next((sc for sc in scores if sc.get("sigma") == 25 and sc.get("input", "unclipped") == "unclipped"),
                     scores[0] if scores else None)
         level = "" if head is None else (f"sigma {head['sigma']:g}" if "sigma" in head else f"x{head.get('scale')}")
-        rows.append((m.name, "denoise" if m.scale == 1 else f"x{m.scale} SR", f"{info.get('parameters', 0) / 1e6:.1f} M",
+        task = "denoise" if m.scale == 1 else f"x{m.scale} SR"
+        rows.append((m.name, task, f"{info.get('parameters', 0) / 1e6:.1f} M",
                      f"{head['set']} {level}: {head['psnr']:.2f} dB" if head else "not measured",
                      f"{head['sec_per_mp']:.1f}" if head and "sec_per_mp" in head else "-",
                      f"default {m.default_realism:g}" if m.has_realism else "-"))

@@ -47,8 +47,10 @@ class GeneratorConfig:
             if len(self.blocks) != self.depth + 1:
                 raise ValueError(f"blocks {list(self.blocks)}: give one count per level, {self.depth + 1} "
                                  f"for depth {self.depth} (the last is the bottleneck's)")
-        if min(self.level_blocks) < 0:
-            raise ValueError(f"blocks {self.blocks}: counts must be 0 or more")
+        if self.width < 1 or self.depth < 1:
+            raise ValueError(f"width {self.width} and depth {self.depth}: both must be at least 1")
+        if min(self.level_blocks) < 0 or self.blocks == 0:
+            raise ValueError(f"blocks {self.blocks}: counts must be 0 or more, and a single count at least 1")
         check_choice(self, "block")
         if self.unshuffle not in (1, 2, 4):
             raise ValueError(f"unshuffle must be 1, 2 or 4, not {self.unshuffle}")
@@ -129,7 +131,7 @@ class TrainConfig:
     batch: int = 8  # the global batch: split over torchrun processes and accumulation steps
     lr: float = 2e-4
     lr_decay_from: float = 1.0  # fraction of iters after which the lr falls to 0 (1.0 = constant)
-    lr_schedule: Literal["linear", "cosine"] = "linear"  # shape of that fall: "linear" (pix2pix) or "cosine" (NAFNet, SAFMN)
+    lr_schedule: Literal["linear", "cosine"] = "linear"  # that fall: linear (pix2pix) or cosine (NAFNet, SAFMN)
     betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
     weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
     adv_weight: float = 1.0

@@ -19,8 +19,8 @@ from sagan_restore.data.degradations import resize
 from sagan_restore.devices import cpu_has_native_bf16, pick_device
 from sagan_restore.errors import UserError
 from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
-from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image, to_channels, to_memory,
-                              write_image)
+from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image, to_channels,
+                              to_memory, write_image)
 from sagan_restore.models.generator import UNetGenerator
 
 
@@ -255,18 +255,19 @@ def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95,
     outscale: the output is then resized (Lanczos) to this factor of the input's size."""
     image = read_image(src, max_pixels=max_pixels)
     height, width = image.pixels.shape[:2]
-    factor = enhancer.scale if outscale is None else outscale
-    alpha = enhancer.upscale_alpha(image.alpha) if image.alpha is not None else None
+    factor = enhancer.scale if outscale is None or outscale == enhancer.scale else outscale
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    alpha = image.alpha
+    if alpha is not None:  # resized once, straight to the output's size
+        alpha = enhancer.upscale_alpha(alpha) if factor == enhancer.scale else \
+            np.clip(resize(alpha[..., None], size, Image.Resampling.LANCZOS)[..., 0], 0, 1)
     dpi = tuple(d * factor for d in image.dpi) if image.dpi else None  # same print size, more pixels
     pixels, bit_depth, icc, exif = image.pixels, image.bit_depth, image.icc_profile, image.exif
     del image  # the input's pixels are not needed past enhance_pixels; large images need that memory back
     out = enhancer.enhance_pixels(pixels, progress=progress, on_progress=on_progress)
     del pixels
-    if outscale is not None and outscale != enhancer.scale:
-        size = (max(1, round(width * outscale)), max(1, round(height * outscale)))
+    if factor != enhancer.scale:
         out = resize(out, size, Image.Resampling.LANCZOS)
-        if alpha is not None:
-            alpha = np.clip(resize(alpha[..., None], size, Image.Resampling.LANCZOS)[..., 0], 0, 1)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -95,7 +95,7 @@ class NAFBlock(nn.Module):
 BLOCKS = {"res": ResBlock, "naf": NAFBlock}
 
 
-def _stage(channels: int, blocks: int, attention: bool, block: str = "res") -> nn.Sequential:
+def _stage(channels: int, blocks: int, attention: bool, block: str) -> nn.Sequential:
     layers: list[nn.Module] = [BLOCKS[block](channels) for _ in range(blocks)]
     if attention:
         layers.append(SelfAttention2d(channels))
