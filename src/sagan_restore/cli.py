@@ -70,6 +70,10 @@ def add_train_parser(sub) -> None:
                       help="with --clean: also draw procedural dead-leaves images, with this relative weight")
     deg = p.add_argument_group("degradations (for --clean and the built-in corpus)")
     deg.add_argument("--task", choices=["denoise", "sr"], default=D["task"])
+    deg.add_argument("--degrade", choices=["custom", "real", "camera"], default=D["preset"],
+                     help="custom (default): the flags below; real: Real-ESRGAN's second-order pipeline (blur, "
+                          "resize, noise, JPEG, twice; with --task sr or denoise); camera: sensor noise in linear "
+                          "light, 8 bits, JPEG (--task denoise). Presets draw their own ranges (see README)")
     deg.add_argument("--sigma", help="Gaussian noise std (0..255 scale) or range, e.g. 25 or 0-50 "
                                      "(default 25 for denoise, 0 for sr)")
     deg.add_argument("--scale", type=int, choices=[2, 3, 4], help="SR factor (with --task sr; default 4)")
@@ -164,6 +168,7 @@ def train_config_from_args(args):
     try:
         degradation = DegradationConfig(
             task=args.task,
+            preset=args.degrade,
             scale=(args.scale or 4) if args.task == "sr" else 1,  # the task's defaults live in the config
             sigma=_range(args.sigma, option="--sigma") if args.sigma else None,
             poisson_peak=args.poisson,
@@ -213,7 +218,7 @@ def train_config_from_args(args):
 
 
 # Config fields whose command-line option has another name.
-OPTION_OF_FIELD = {"poisson_peak": "poisson", "in_channels": "channels"}
+OPTION_OF_FIELD = {"poisson_peak": "poisson", "in_channels": "channels", "preset": "degrade"}
 
 
 def _option_error(err: ValueError) -> UserError:
@@ -227,7 +232,8 @@ def _refuse_degradation_flags(args) -> None:
     """Paired data is used as it is: flags that degrade clean images would be ignored, so they are refused."""
     source = "--data" if args.data else "--aligned"
     given = [flag for flag, value in (("--sigma", args.sigma), ("--blur", args.blur), ("--jpeg", args.jpeg),
-                                      ("--poisson", args.poisson or None), ("--salt-pepper", args.salt_pepper or None))
+                                      ("--poisson", args.poisson or None), ("--salt-pepper", args.salt_pepper or None),
+                                      ("--degrade", None if args.degrade == "custom" else args.degrade))
              if value is not None]
     if given:
         raise UserError(f"{' and '.join(given)}: {source} pairs are used as they are, degradations apply only to "

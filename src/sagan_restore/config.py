@@ -83,6 +83,11 @@ class DegradationConfig:
 
     task: Literal["denoise", "sr"] = "denoise"
     scale: int = 1  # downscaling factor for "sr" (2, 3 or 4); 1 for "denoise"
+    # "custom": the steps below, as set. "real": Real-ESRGAN's second-order pipeline (blur, resize, noise,
+    # JPEG, twice, then resize + sinc and JPEG), "camera": Poisson-Gaussian sensor noise in linear light, 8
+    # bits, JPEG (scale 1 only). Presets draw every parameter themselves (ranges in data/degradations.py:
+    # REAL_ESRGAN, CAMERA) and end in 8 bits, so the step fields below must stay off.
+    preset: Literal["custom", "real", "camera"] = "custom"
     # Gaussian noise std on the 0..255 scale, drawn uniformly; None: 25 for denoising, 0 for SR.
     sigma: tuple[float, float] | None = None
     poisson_peak: float = 0.0  # > 0: Poisson (shot) noise with this many photons at white
@@ -94,8 +99,19 @@ class DegradationConfig:
 
     def __post_init__(self):
         check_choice(self, "task")
+        check_choice(self, "preset")
         if self.sigma is None:
-            object.__setattr__(self, "sigma", (25.0, 25.0) if self.task == "denoise" else (0.0, 0.0))
+            plain_denoising = self.task == "denoise" and self.preset == "custom"
+            object.__setattr__(self, "sigma", (25.0, 25.0) if plain_denoising else (0.0, 0.0))
+        if self.preset != "custom":
+            steps = {"sigma": self.sigma != (0.0, 0.0), "blur": self.blur != (0.0, 0.0), "jpeg": self.jpeg is not None,
+                     "poisson_peak": self.poisson_peak > 0, "salt_pepper": self.salt_pepper > 0}
+            given = [name for name, on in steps.items() if on]
+            if given:
+                raise ValueError(f"{given[0]} with preset {self.preset!r}: the preset draws its own blur, noise and "
+                                 "JPEG; leave it out")
+        if self.preset == "camera" and self.task != "denoise":
+            raise ValueError("preset camera: restoration at scale 1 only (task denoise); to upscale, use preset real")
         if self.task == "sr" and self.scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4 for super-resolution, not {self.scale}")
         if self.task == "denoise" and self.scale != 1:
