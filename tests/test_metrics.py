@@ -78,3 +78,40 @@ def test_shave_drops_the_border():
     assert shave(img, 2).shape == (6, 6)
     assert shave(img, 2)[0, 0] == img[2, 2]
     assert shave(img, 0).shape == (10, 10)
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    from sagan_restore.data.degradations import jpeg
+
+    return np.round(jpeg(img.astype(np.float32) / 255, quality) * 255)
+
+
+def test_blockiness_is_one_for_a_photo_and_rises_as_jpeg_quality_drops():
+    from sagan_restore.metrics import blockiness
+
+    photo = data.chelsea()[20:276, 100:356]  # a PNG photo, never JPEG-coded
+    assert blockiness(photo) == pytest.approx(1.0, abs=0.05)
+    noise = np.random.default_rng(0).normal(128, 20, (256, 256))
+    assert blockiness(noise) == pytest.approx(1.0, abs=0.03)
+    scores = [blockiness(_jpeg(photo, q)) for q in (90, 50, 30, 10)]
+    assert scores == sorted(scores) and scores[-1] > 2.0 and scores[0] < 1.15
+
+
+def test_blockiness_of_an_upscaled_jpeg_is_seen_on_the_enlarged_grid():
+    from sagan_restore.data.degradations import jpeg, resize
+    from sagan_restore.metrics import blockiness
+
+    small = resize(data.chelsea()[:288, :448].astype(np.float32) / 255, (112, 72))  # a x4 input
+
+    def upscaled(img):  # bicubic, as the baseline: a JPEG input's blocks become 32-pixel tiles
+        return resize(img, (448, 288)) * 255
+
+    assert blockiness(upscaled(small), scale=4) == pytest.approx(1.0, abs=0.1)  # interpolation is not blocking
+    assert blockiness(upscaled(jpeg(small, 20)), scale=4) > 2.0
+
+
+def test_blockiness_of_flat_and_tiny_images_is_one():
+    from sagan_restore.metrics import blockiness
+
+    assert blockiness(np.full((32, 32, 3), 0.5)) == 1.0
+    assert blockiness(np.zeros((5, 5))) == 1.0

@@ -72,3 +72,36 @@ def _laplacian_energy(img: np.ndarray) -> float:
     img = _grey_as_2d(img).astype(np.float64)
     planes = img[..., None] if img.ndim == 2 else img
     return float(np.mean([np.mean(laplace(planes[..., c], mode="reflect") ** 2) for c in range(planes.shape[2])]))
+
+
+JPEG_BLOCK = 8  # pixels: JPEG codes each 8x8 block of luma on its own (chroma too, after 2x subsampling)
+
+
+def blockiness(img: np.ndarray, *, scale: int = 1) -> float:
+    """JPEG blocking: the mean squared difference of neighbouring pixels across block boundaries (between
+    columns, and rows, 8k - 1 and 8k from the top-left corner) over that of neighbours inside blocks. 1.0
+    means no blocks (a natural image's edges fall anywhere); a heavy JPEG's flat 8x8 tiles push it above 1.
+
+    (H, W) or (H, W, C) on any one scale; colour is measured on the BT.601 luma, where JPEG spends its bits.
+    `scale`: the image is an upscaler's output of a JPEG at 1/scale of its size, so the blocks to look for
+    are 8 x scale pixels, and only neighbours at the boundaries' phase of the scale-pixel period count as
+    inside: any interpolation leaves a structure of that period, which is not blocking.
+    """
+    img = _grey_as_2d(img).astype(np.float64)
+    if img.ndim == 3:
+        img = rgb_to_y(img) if img.shape[2] == 3 else img.mean(axis=2)  # rgb_to_y's offset cancels in differences
+    block = JPEG_BLOCK * scale
+    across = np.zeros(2)  # (sum of squares, count) across block boundaries
+    inside = np.zeros(2)
+    for diffs in (np.diff(img, axis=1), np.diff(img, axis=0).T):  # diffs[:, j] = pixel j + 1 minus pixel j
+        after = np.arange(diffs.shape[1]) + 1
+        boundary = after % block == 0
+        same_phase = (after % scale == 0) & ~boundary
+        squares = diffs**2
+        across += squares[:, boundary].sum(), squares[:, boundary].size
+        inside += squares[:, same_phase].sum(), squares[:, same_phase].size
+    if across[1] == 0 or inside[1] == 0 or across[0] == inside[0] == 0:
+        return 1.0  # too small to hold a whole block, or flat: no blocks
+    if inside[0] == 0:
+        return float("inf")  # flat tiles with steps between them: nothing but blocks
+    return float((across[0] / across[1]) / (inside[0] / inside[1]))
