@@ -40,11 +40,12 @@ import torch  # noqa: E402
 from benchdoc import REPO, git_commit, replace_section, script_command  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sagan_restore.checkpoint import list_checkpoints, load_model  # noqa: E402
+from sagan_restore.checkpoint import list_checkpoints  # noqa: E402
+from sagan_restore.devices import uses_bf16  # noqa: E402
 from sagan_restore.evaluate import cpu_name, markdown_table, protocol_noisy  # noqa: E402
+from sagan_restore.infer.loading import load_model  # noqa: E402
 from sagan_restore.metrics import psnr  # noqa: E402
 from sagan_restore.models.generator import count_parameters, gflops_per_megapixel  # noqa: E402
-from sagan_restore.devices import uses_bf16  # noqa: E402
 from sagan_restore.train import load_run_config  # noqa: E402
 
 # The data and degradations of recipes/denoise.sh; the variants change the network and the optimisation.

@@ -40,16 +40,18 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from sagan_restore.checkpoint import load_model, save_generator  # noqa: E402
+from benchdoc import DOC, git_commit, replace_section  # noqa: E402
+
+from sagan_restore.checkpoint import save_generator  # noqa: E402
 from sagan_restore.config import GeneratorConfig  # noqa: E402
 from sagan_restore.errors import UserError  # noqa: E402
 from sagan_restore.evaluate import cpu_name  # noqa: E402
 from sagan_restore.export import export_onnx, onnx_parity, parity_image  # noqa: E402
 from sagan_restore.infer.enhance import Enhancer  # noqa: E402
+from sagan_restore.infer.loading import load_model  # noqa: E402
 from sagan_restore.infer.tiling import estimate_tile_bytes, plan_grid  # noqa: E402
 from sagan_restore.models.attention import SelfAttention2d  # noqa: E402
 from sagan_restore.models.generator import UNetGenerator, count_flops  # noqa: E402
-from benchdoc import DOC, git_commit, replace_section  # noqa: E402
 
 SECTION = "enhance_speed"
 

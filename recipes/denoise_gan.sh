@@ -2,7 +2,7 @@
 # Recipe for the `denoise` realism variant: the shipped fidelity denoiser fine-tuned with the conditional
 # PatchGAN (BCE) plus L1, the pix2pix objective with L1 weighted down so the adversarial term can move
 # the output off the blurry conditional mean. `enhance --realism R` interpolates the weights of the two
-# models (see checkpoint.interpolate_weights), which works because this one starts from the other.
+# models (see infer/loading.py interpolate_weights), which works because this one starts from the other.
 #
 #   bash recipes/denoise_gan.sh [RUN_DIR] [CORPUS_DIR] [FIDELITY_MODEL]
 set -euo pipefail

@@ -30,6 +30,7 @@ import torch
 from sagan_restore import baselines, checkpoint
 from sagan_restore.data.corpus import validation_photo_path
 from sagan_restore.data.degradations import downscale, gaussian_noise
+from sagan_restore.infer.loading import load_model
 from sagan_restore.io import read_image
 from sagan_restore.metrics import psnr
 from sagan_restore.models import zoo
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
                              "(checkpoints from before the robustness work did not store it)")
     args = parser.parse_args(argv)
 
-    model, info = checkpoint.load_model(args.run, realism=0)
+    model, info = load_model(args.run, realism=0)
     pretrained = zoo.PRETRAINED[args.name]
     out = pretrained.realism_path if args.gan else pretrained.path
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from sagan_restore import checkpoint
+from sagan_restore.infer.loading import load_model
 from sagan_restore.cli import main
 from sagan_restore.config import GeneratorConfig, TrainConfig
 from sagan_restore.data.datasets import TrainingSamples, build_source
@@ -174,7 +175,7 @@ def test_model_loading_on_corrupted_files(tmp_path):
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(corrupt(seeds[name], rng))
         try:
-            checkpoint.load_model(path)
+            load_model(path)
             loaded += 1
         except UserError as err:
             assert str(path) in str(err), err

@@ -72,7 +72,7 @@ def test_sigkill_at_random_moments_then_resume_ends_in_the_uninterrupted_state(t
         proc.communicate()
         killed_mid_save += bool(partial_files(run))
         for path in checkpoint.list_checkpoints(run):
-            checkpoint.load_checkpoint(path)  # raises if any checkpoint is damaged
+            checkpoint.TrainingState.load(path)  # raises if any checkpoint is damaged
         for step, row in log_rows(run).items():
             first_seen.setdefault(step, row)
     assert killed_mid_save >= 1, "no kill landed inside a checkpoint write"
@@ -147,8 +147,8 @@ def test_crafted_checkpoint_is_refused_on_resume(tmp_path, capsys):
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    state = checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, 2))
-    torch.save({**state, "generator": Payload()}, checkpoint.checkpoint_path(run, 2))
+    state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2))
+    torch.save({**state.to_dict(), "generator": Payload()}, checkpoint.checkpoint_path(run, 2))
     with pytest.warns(UserWarning, match="refused to load"):
         assert main(["train", "--resume", str(run), "--iters", "3", "--no-progress"]) == 2
     assert not marker.exists()  # the payload never ran
@@ -207,7 +207,7 @@ def test_full_disk_during_a_checkpoint_leaves_the_previous_one_and_no_partial_fi
     assert code == 2 and "No space left on device" in err and f"--resume {run}" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert checkpoint_steps(run) == [2] and partial_files(run) == []
-    checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, 2))
+    checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2))
     monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     assert checkpoint_steps(run)[-1] == 6

@@ -60,9 +60,9 @@ def test_isolated_nonfinite_steps_are_skipped_and_counted(tmp_path, monkeypatch)
     rows = log_rows(tmp_path / "run")
     assert [int(r["skipped"]) for r in rows] == [0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     assert rows[2]["g_l1"] == "nan" and rows[6]["g_l1"] != "nan"  # step 7: finite loss, NaN gradient
-    state = checkpoint.load_checkpoint(checkpoint.checkpoint_path(tmp_path / "run", 10))
-    assert state["health"]["skipped"] == 2 and state["health"]["rollbacks"] == 0
-    assert all(torch.isfinite(v).all() for v in state["generator"].values())
+    state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(tmp_path / "run", 10))
+    assert state.health["skipped"] == 2 and state.health["rollbacks"] == 0
+    assert all(torch.isfinite(v).all() for v in state.generator.values())
 
 
 def test_a_run_of_nonfinite_steps_rolls_back_with_a_lower_learning_rate(tmp_path, monkeypatch):
@@ -75,15 +75,15 @@ def test_a_run_of_nonfinite_steps_rolls_back_with_a_lower_learning_rate(tmp_path
     rows = log_rows(run)
     assert [int(r["step"]) for r in rows] == list(range(1, 15))  # the replayed steps replaced the bad ones
     assert [float(r["lr"]) for r in rows] == [2e-4] * 5 + [1e-4] * 9
-    state = checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, 14))
-    assert state["health"] == {"skipped": 5, "streak": 0, "rollbacks": 1, "lr_scale": 0.5}
-    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 14))
+    assert state.health == {"skipped": 5, "streak": 0, "rollbacks": 1, "lr_scale": 0.5}
+    assert state.opt_g["param_groups"][0]["lr"] == pytest.approx(1e-4)
 
     monkeypatch.undo()  # a resumed run keeps the lowered rate and its count
     with pytest.warns(UserWarning, match="5 step"):
         assert main(["train", "--resume", str(run), "--iters", "16", "--no-progress"]) == 0
-    state = checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, 16))
-    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 16))
+    assert state.opt_d["param_groups"][0]["lr"] == pytest.approx(1e-4)
 
 
 def test_repeated_rollbacks_stop_with_a_clear_error(tmp_path, monkeypatch, capsys):

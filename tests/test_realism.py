@@ -11,6 +11,7 @@ from scipy.ndimage import gaussian_filter
 from _infer_helpers import photo, random_generator, save
 from conftest import save_png
 from sagan_restore import checkpoint
+from sagan_restore.infer.loading import load_model
 from sagan_restore.cli import main
 from sagan_restore.errors import UserError
 from sagan_restore.io import read_image
@@ -32,31 +33,31 @@ def _weights(model):
 
 def test_realism_interpolates_every_weight(pair):
     fidelity, gan = pair
-    a, b = _weights(checkpoint.load_model(fidelity)[0]), _weights(checkpoint.load_model(gan)[0])
+    a, b = _weights(load_model(fidelity)[0]), _weights(load_model(gan)[0])
     assert not torch.allclose(a, b)
     for realism in (0.0, 0.3, 1.0):
-        model, info = checkpoint.load_model(fidelity, realism=realism)
+        model, info = load_model(fidelity, realism=realism)
         assert torch.allclose(_weights(model), (1 - realism) * a + realism * b, atol=1e-6)
     assert info["realism"] == 1.0 and info["realism_model"].endswith("mine_gan.safetensors")
 
 
 def test_user_model_defaults_to_fidelity_and_explicit_partner_defaults_to_it(pair, tmp_path):
     fidelity, gan = pair
-    a, b = _weights(checkpoint.load_model(fidelity)[0]), _weights(checkpoint.load_model(gan)[0])
-    assert torch.equal(_weights(checkpoint.load_model(fidelity, realism=None)[0]), a)
+    a, b = _weights(load_model(fidelity)[0]), _weights(load_model(gan)[0])
+    assert torch.equal(_weights(load_model(fidelity, realism=None)[0]), a)
     elsewhere = save(random_generator(seed=1), tmp_path / "other.safetensors")
-    assert torch.allclose(_weights(checkpoint.load_model(fidelity, realism_model=elsewhere)[0]), b)
+    assert torch.allclose(_weights(load_model(fidelity, realism_model=elsewhere)[0]), b)
 
 
 def test_realism_without_a_gan_variant_or_out_of_range_is_a_clear_error(tmp_path, pair):
     lonely = save(random_generator(), tmp_path / "lonely.safetensors")
     with pytest.raises(UserError, match="no realism"):
-        checkpoint.load_model(lonely, realism=0.5)
+        load_model(lonely, realism=0.5)
     with pytest.raises(UserError, match="between 0"):
-        checkpoint.load_model(pair[0], realism=1.5)
+        load_model(pair[0], realism=1.5)
     wider = save(random_generator(width=16), tmp_path / "wider.safetensors")
     with pytest.raises(UserError, match="architecture differs"):
-        checkpoint.load_model(pair[0], realism=0.5, realism_model=wider)
+        load_model(pair[0], realism=0.5, realism_model=wider)
 
 
 def test_pretrained_default_realism_applies_only_with_a_shipped_gan(tmp_path, monkeypatch):
@@ -66,9 +67,9 @@ def test_pretrained_default_realism_applies_only_with_a_shipped_gan(tmp_path, mo
     assert zoo.resolve("toy").default_realism == 0.0  # no GAN file yet: fidelity
     save(random_generator(seed=1), tmp_path / "toy_gan.safetensors")
     assert zoo.resolve("toy").default_realism == 0.25
-    _, info = checkpoint.load_model("toy")
+    _, info = load_model("toy")
     assert info["realism"] == 0.25
-    _, info = checkpoint.load_model("toy", realism=0)
+    _, info = load_model("toy", realism=0)
     assert "realism" not in info
 
 

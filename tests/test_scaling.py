@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 
 import sagan_restore.train as train_module
 from sagan_restore import checkpoint, distributed
+from sagan_restore.infer.loading import load_model
 from sagan_restore.cli import main
 from sagan_restore.data.datasets import ImageSource
 from sagan_restore.models.discriminator import PatchDiscriminator
@@ -36,12 +37,12 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
 
 
 def state_at(run, step):
-    return checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, step))
+    return checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, step))
 
 
 def discriminator_outputs(state) -> torch.Tensor:
     d = PatchDiscriminator(6, width=8)
-    d.load_state_dict(state["discriminator"])
+    d.load_state_dict(state.discriminator)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     y = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -52,10 +53,10 @@ def assert_same_training(a: dict, b: dict, *, atol: float) -> None:
     """Same G and the same D function. (D's convolution biases in front of instance norm are left out:
     the norm subtracts them, so their true gradient is zero and Adam turns round-off into steps of the
     learning rate's size; they change no output.)"""
-    for name in a["generator"]:
-        assert torch.allclose(a["generator"][name], b["generator"][name], atol=atol), name
+    for name in a.generator:
+        assert torch.allclose(a.generator[name], b.generator[name], atol=atol), name
     assert torch.allclose(discriminator_outputs(a), discriminator_outputs(b), atol=10 * atol)
-    assert a["opt_g"]["state"].keys() == b["opt_g"]["state"].keys()
+    assert a.opt_g["state"].keys() == b.opt_g["state"].keys()
 
 
 def log_steps(run) -> list[int]:
@@ -140,7 +141,7 @@ def test_a_nan_in_one_process_makes_every_process_skip_that_step(tmp_path):
     args = ["train", "--out", str(run), "--iters", "6", *common_args(data)]
     assert run_two_processes("nan", args) == {0: "ok", 1: "ok"}  # no deadlock, replicas equal at each save
     state = state_at(run, 6)
-    assert state["health"]["skipped"] == 2 and state["health"]["rollbacks"] == 0
+    assert state.health["skipped"] == 2 and state.health["rollbacks"] == 0
     with open(run / "log.csv", newline="") as f:
         assert [int(r["skipped"]) for r in csv.DictReader(f)] == [0, 0, 1, 2, 2, 2]
 
@@ -168,16 +169,16 @@ def test_ema_weights_are_the_saved_model_and_follow_the_average(tmp_path):
     assert main(args) == 0
     before, after = state_at(run, 5), state_at(run, 6)
     decay = min(0.9, (1 + 6) / (10 + 6))  # with its warm-up
-    for name, trained in after["generator"].items():
-        expected = before["ema"][name] + (1 - decay) * (trained - before["ema"][name])
-        assert torch.allclose(after["ema"][name], expected, atol=1e-7), name
-    assert not torch.equal(after["ema"]["head.weight"], after["generator"]["head.weight"])
+    for name, trained in after.generator.items():
+        expected = before.ema[name] + (1 - decay) * (trained - before.ema[name])
+        assert torch.allclose(after.ema[name], expected, atol=1e-7), name
+    assert not torch.equal(after.ema["head.weight"], after.generator["head.weight"])
     saved, info = checkpoint.load_generator(run / "generator.safetensors")
     assert info["ema"] == 0.9
     for name, value in saved.state_dict().items():
-        assert torch.equal(value, after["ema"][name]), name
-    from_checkpoint, _ = checkpoint.load_model(checkpoint.checkpoint_path(run, 6))
-    assert torch.equal(from_checkpoint.state_dict()["head.weight"], after["ema"]["head.weight"])
+        assert torch.equal(value, after.ema[name]), name
+    from_checkpoint, _ = load_model(checkpoint.checkpoint_path(run, 6))
+    assert torch.equal(from_checkpoint.state_dict()["head.weight"], after.ema["head.weight"])
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):

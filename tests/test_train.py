@@ -8,6 +8,7 @@ from PIL import Image
 
 from sagan_restore import checkpoint
 from sagan_restore.cli import main
+from sagan_restore.infer.loading import load_model
 
 from conftest import TINY_MODEL, save_png, smooth_image
 
@@ -50,8 +51,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     for a, b in zip(full, resumed):
         for key in ("g_l1", "g_adv", "d_real", "d_fake"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), (a["step"], key)
-    g_full = checkpoint.load_checkpoint(checkpoint.checkpoint_path(tmp_path / "full", 6))["generator"]
-    g_resumed = checkpoint.load_checkpoint(checkpoint.checkpoint_path(interrupted, 6))["generator"]
+    g_full = checkpoint.TrainingState.load(checkpoint.checkpoint_path(tmp_path / "full", 6)).generator
+    g_resumed = checkpoint.TrainingState.load(checkpoint.checkpoint_path(interrupted, 6)).generator
     for name in g_full:
         assert torch.allclose(g_full[name], g_resumed[name], atol=1e-6), name
 
@@ -66,6 +67,26 @@ def test_run_folder_holds_everything(tmp_path):
     assert read_log(run)[-1]["val_psnr"]  # validation on the held-out photo
     model, info = checkpoint.load_generator(run / "generator.safetensors")
     assert model.cfg.width == 8 and info["steps"] == 4
+
+
+def test_checkpoint_schema_is_one_class_and_leaves_out_what_a_run_lacks(tmp_path):
+    """A run without D or EMA saves neither; what it saved loads back field for field, and a file that lacks
+    a required part is refused by name."""
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--adv-weight", "0",
+                 "--ema", "0", *TINY_MODEL, "--no-progress"]) == 0
+    path = checkpoint.checkpoint_path(run, 2)
+    raw = torch.load(path, weights_only=True)
+    assert {"discriminator", "opt_d", "ema"}.isdisjoint(raw) and raw["step"] == 2
+    state = checkpoint.TrainingState.load(path)
+    assert state.discriminator is None and state.ema is None and state.inference_weights is state.generator
+    assert state.to_dict().keys() == raw.keys()
+    state.save(tmp_path / "copy.pt")
+    again = checkpoint.TrainingState.load(tmp_path / "copy.pt")
+    assert all(torch.equal(again.generator[k], v) for k, v in state.generator.items())
+    torch.save({k: v for k, v in raw.items() if k != "opt_g"}, tmp_path / "broken.pt")
+    with pytest.raises(checkpoint.UserError, match="opt_g"):
+        checkpoint.TrainingState.load(tmp_path / "broken.pt")
 
 
 def test_new_run_refuses_an_existing_run_folder(tmp_path, capsys):
@@ -135,11 +156,11 @@ def test_train_with_batch_norm_discriminator(tmp_path):
                  "batch", *TINY_MODEL]) == 0
     rows = read_log(run)
     assert all(np.isfinite(float(r["d_real"])) and np.isfinite(float(r["d_fake"])) for r in rows)
-    state = checkpoint.load_checkpoint(checkpoint.list_checkpoints(run)[-1])
-    assert state["config"]["d_norm"] == "batch"
-    stats = [v for k, v in state["discriminator"].items() if k.endswith("running_mean")]
+    state = checkpoint.TrainingState.load(checkpoint.list_checkpoints(run)[-1])
+    assert state.config["d_norm"] == "batch"
+    stats = [v for k, v in state.discriminator.items() if k.endswith("running_mean")]
     assert stats and all(v.abs().sum() > 0 for v in stats)  # batch statistics were gathered: D trained with BN
-    counts = [v for k, v in state["discriminator"].items() if k.endswith("num_batches_tracked")]
+    counts = [v for k, v in state.discriminator.items() if k.endswith("num_batches_tracked")]
     assert all(int(c) == 3 * 3 for c in counts)  # a step: real and fake separately in D's step, fake in G's
 
 
@@ -149,14 +170,14 @@ def test_variant_flags_train_the_architecture_asked_for_and_log_cpu_time(tmp_pat
                  "--log-every", "1", "--no-progress", "--adv-weight", "0", "--block", "naf", "--blocks", "1,2,1",
                  "--unshuffle", "2", "--pixel-loss", "charbonnier", "--fft-weight", "0.1", "--lr-schedule",
                  "cosine", "--lr-decay-from", "0", *TINY_MODEL]) == 0
-    model, _ = checkpoint.load_model(run)
+    model, _ = load_model(run)
     assert (model.cfg.block, model.cfg.blocks, model.cfg.unshuffle) == ("naf", (1, 2, 1), 2)
     rows = read_log(run)
     cpu = [float(r["cpu_seconds"]) for r in rows]
     assert cpu[0] > 0 and cpu == sorted(cpu)
     assert [float(r["lr"]) for r in rows][-1] == 0.0  # the cosine ends at 0
-    state = checkpoint.load_checkpoint(checkpoint.checkpoint_path(run, 4))
-    assert state["cpu_seconds"] >= cpu[-1]  # saved after that row (and the samples it drew)
+    state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 4))
+    assert state.cpu_seconds >= cpu[-1]  # saved after that row (and the samples it drew)
 
 
 def test_bad_blocks_option_is_one_clear_error(tmp_path, capsys):

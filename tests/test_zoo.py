@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from sagan_restore import checkpoint
+from sagan_restore.infer.loading import load_model
 from sagan_restore.cli import main
 from sagan_restore.config import GeneratorConfig
 from sagan_restore.errors import UserError
@@ -31,7 +32,7 @@ def test_pretrained_name_resolves_and_loads_in_float32(weights_dir):
     torch.manual_seed(0)
     model = UNetGenerator(GeneratorConfig(width=8, depth=2))
     checkpoint.save_generator(weights_dir / "denoise.safetensors", model, info={"steps": 3}, half=True)
-    loaded, info = checkpoint.load_model("denoise")
+    loaded, info = load_model("denoise")
     assert info["steps"] == 3
     weight = next(loaded.parameters())
     assert weight.dtype == torch.float32
@@ -63,7 +64,7 @@ def test_package_model_recipe_writes_half_precision_weights(tmp_path, weights_di
 
     with safe_open(str(path), framework="pt") as f:
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
-    _, info = checkpoint.load_model("denoise")
+    _, info = load_model("denoise")
     assert info["name"] == "denoise" and info["parameters"] > 0 and info["train_seconds"] > 0
 
     gan_run = tmp_path / "gan"
@@ -75,7 +76,7 @@ def test_package_model_recipe_writes_half_precision_weights(tmp_path, weights_di
     assert zoo.resolve("denoise").default_realism == zoo.PRETRAINED["denoise"].default_realism
     with safe_open(str(weights_dir / "denoise_gan.safetensors"), framework="pt") as f:
         assert f.metadata()["delta_of"] == "denoise.safetensors"
-    _, info = checkpoint.load_model("denoise", realism=1)
+    _, info = load_model("denoise", realism=1)
     assert info["realism"] == 1 and info["name"] == "denoise"
 
 
@@ -121,7 +122,7 @@ def test_a_pretrained_name_wins_over_a_folder_of_that_name_unless_written_as_a_p
     mine = zoo.resolve("./sr4")
     assert mine.pretrained is None and mine.path.resolve() == (tmp_path / "sr4").resolve()
     assert mine.default_realism == 0.0 and mine.realism_path is None
-    model, info = checkpoint.load_model("./sr4")
+    model, info = load_model("./sr4")
     assert model.cfg.width == 8 and "realism" not in info
 
 

@@ -1,5 +1,6 @@
-"""The on-disk formats: training checkpoints (torch, loaded with weights_only) and generator weights
-(safetensors, with the architecture in the metadata so a model file is self-describing)."""
+"""The on-disk formats: training checkpoints (torch, loaded with weights_only; `TrainingState` is their one
+schema) and generator weights (safetensors, with the architecture in the metadata so a model file is
+self-describing). Turning a model name or path into a ready generator is infer/loading.py's job."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import struct
 import warnings
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -17,15 +19,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from sagan_restore.config import GeneratorConfig, config_to_dict, generator_config_from_dict
+from sagan_restore.config import config_to_dict, generator_config_from_dict
 from sagan_restore.errors import UserError, first_line
 from sagan_restore.io import atomic_write
-from sagan_restore.models import zoo
 from sagan_restore.models.generator import UNetGenerator
 
 GENERATOR_FORMAT = "sagan-restore-generator/1"
 CHECKPOINT_NAME = re.compile(r"step_(\d+)\.pt$")
-CHECKPOINT_KEYS = {"step", "config", "generator", "opt_g"}
 # What torch.load raises on a damaged file: its unpickler works through whatever the bytes say
 # (tests/test_fuzz.py finds the IndexError and KeyError cases).
 UNREADABLE_CHECKPOINT = (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, IndexError, KeyError,
@@ -149,29 +149,61 @@ def checkpoint_step(path: Path) -> int:
     return int(CHECKPOINT_NAME.search(Path(path).name).group(1))
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(Path(path), lambda f: torch.save(state, f))
-
-
 def prune_checkpoints(run_dir: Path, *, keep: int) -> None:
     """Delete all but the newest `keep` checkpoints (called only after a save succeeded)."""
     for path in list_checkpoints(run_dir)[:-keep]:
         path.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load with weights_only=True: a checkpoint holds tensors and plain values, never code to run."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about odd pickle protocols in damaged files
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: refused to load, it holds more than weights ({first_line(err)})")
-    except UNREADABLE_CHECKPOINT as err:
-        raise UserError(f"{path}: not a readable checkpoint ({first_line(err)})")
-    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
-        raise UserError(f"{path}: not a sagan-restore training checkpoint (expected {sorted(CHECKPOINT_KEYS)})")
-    return state
+@dataclass
+class TrainingState:
+    """Everything a run needs to continue exactly where it stopped: one training checkpoint.
+
+    Stored as a plain dict of tensors and values (torch.save), the parts a run does not have left out,
+    so that loading needs no code from the file (weights_only=True) and old checkpoints keep loading.
+    """
+
+    step: int
+    config: dict  # the run's TrainConfig as a dict (config_to_dict)
+    generator: dict
+    opt_g: dict
+    torch_rng: torch.Tensor | None = None
+    health: dict = field(default_factory=dict)  # train.Health as a dict
+    seconds: float = 0.0  # wall-clock seconds of training so far
+    cpu_seconds: float = 0.0  # CPU seconds of the process family so far
+    discriminator: dict | None = None
+    opt_d: dict | None = None
+    ema: dict | None = None  # the generator's moving average, in runs that keep one
+
+    REQUIRED = ("step", "config", "generator", "opt_g")
+
+    def to_dict(self) -> dict:
+        """What torch.save writes: the fields a run has (no deep copy of the tensors, unlike asdict)."""
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not None}
+
+    def save(self, path: Path) -> None:
+        atomic_write(Path(path), lambda f: torch.save(self.to_dict(), f))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingState:
+        """Load with weights_only=True: a checkpoint holds tensors and plain values, never code to run."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about odd pickle protocols in damaged files
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise UserError(f"{path}: refused to load, it holds more than weights ({first_line(err)})")
+        except UNREADABLE_CHECKPOINT as err:
+            raise UserError(f"{path}: not a readable checkpoint ({first_line(err)})")
+        if not isinstance(state, dict) or not set(cls.REQUIRED) <= state.keys():
+            raise UserError(f"{path}: not a sagan-restore training checkpoint (expected {list(cls.REQUIRED)})")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in known})
+
+    @property
+    def inference_weights(self) -> dict:
+        """The weights to enhance with: the moving average where the run kept one."""
+        return self.ema if self.ema is not None else self.generator
 
 
 class CheckpointMismatch(UserError):
@@ -179,7 +211,8 @@ class CheckpointMismatch(UserError):
 
 
 def newest_loadable_checkpoint(run_dir: Path, *, before_step: int | None = None,
-                               apply: Callable[[dict], None] | None = None) -> tuple[dict | None, list[str]]:
+                               apply: Callable[[TrainingState], None] | None = None
+                               ) -> tuple[TrainingState | None, list[str]]:
     """The newest checkpoint of a run that loads (optionally only those saved before a step), or None,
     and why each newer one did not.
 
@@ -193,7 +226,7 @@ def newest_loadable_checkpoint(run_dir: Path, *, before_step: int | None = None,
         if before_step is not None and checkpoint_step(path) >= before_step:
             continue
         try:
-            state = load_checkpoint(path)
+            state = TrainingState.load(path)
             if apply is not None:
                 apply(state)
             return state, failures
@@ -203,71 +236,3 @@ def newest_loadable_checkpoint(run_dir: Path, *, before_step: int | None = None,
             failures.append(str(err))
         warnings.warn(f"skipping a checkpoint that does not load: {failures[-1]}")
     return None, failures
-
-
-def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerator, dict]:
-    state = load_checkpoint(path)
-    try:
-        cfg: GeneratorConfig = generator_config_from_dict(state["config"]["generator"])
-        model = UNetGenerator(cfg)
-        model.load_state_dict(state.get("ema", state["generator"]))  # the moving average, if the run kept one
-        info = {"step": int(state["step"]), "task": state["config"]["degradation"]}
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise UserError(f"{path}: damaged checkpoint, its weights do not fit its config ({first_line(err)})")
-    return model.to(device).eval(), info
-
-
-def load_model(spec: str | Path | zoo.ResolvedModel, *, device="cpu", realism: float | None = None,
-               realism_model: str | Path | None = None) -> tuple[UNetGenerator, dict]:
-    """A generator from a pretrained name (see models/zoo.py), a run folder (its generator.safetensors,
-    else its newest checkpoint), a .safetensors file or a .pt checkpoint.
-
-    realism: 0 = the (fidelity) model itself, 1 = its GAN fine-tune, in between = network interpolation of
-    the two; None = the documented default of a pretrained name, else 0. The GAN weights come from
-    `realism_model`, else from NAME_gan.safetensors beside a NAME.safetensors model (how the shipped ones
-    are stored).
-    """
-    resolved = spec if isinstance(spec, zoo.ResolvedModel) else zoo.resolve(spec)
-    if realism is None:
-        realism = resolved.default_realism if realism_model is None else 1.0
-    if not 0 <= realism <= 1:
-        raise UserError(f"--realism {realism:g}: must be between 0 (faithful) and 1 (sharpest)")
-    path = resolved.path
-    model, info = _load_one(path, device=device)
-    if realism == 0 and realism_model is None:
-        return model, info
-    partner = zoo.resolve(realism_model).path if realism_model is not None else resolved.realism_path
-    if partner is None:
-        raise UserError(f"--realism {realism:g}: {spec} has no realism (GAN) variant beside it; pass "
-                        f"--realism-model with a GAN fine-tune of it, or leave --realism at 0")
-    gan, gan_info = _load_one(partner, device=device)
-    if gan.cfg != model.cfg:
-        raise UserError(f"--realism-model {partner}: its architecture differs from {path}'s, so the two "
-                        f"cannot be interpolated; it must be fine-tuned from that model (train --init-from)")
-    interpolate_weights(model, gan, realism)
-    return model, {**info, "realism": realism, "realism_model": str(partner)}
-
-
-@torch.no_grad()
-def interpolate_weights(fidelity: UNetGenerator, gan: UNetGenerator, realism: float) -> None:
-    """Network interpolation (Wang et al., ESRGAN 2018): every weight of `fidelity` becomes
-    (1 - realism) * fidelity + realism * gan. It works because the GAN model was fine-tuned from the
-    fidelity one, so the two stay in the same basin and the blend moves smoothly from faithful to sharp."""
-    gan_state = gan.state_dict()
-    for name, tensor in fidelity.state_dict().items():
-        tensor.lerp_(gan_state[name].to(tensor.dtype), realism)
-
-
-def _load_one(path: Path, *, device) -> tuple[UNetGenerator, dict]:
-    if path.is_dir():
-        if (path / "generator.safetensors").exists():
-            return load_generator(path / "generator.safetensors", device=device)
-        checkpoints = list_checkpoints(path)
-        if checkpoints:
-            return generator_from_checkpoint(checkpoints[-1], device=device)
-        raise UserError(f"--model {path}: the folder has neither generator.safetensors nor checkpoints/")
-    if path.suffix == ".safetensors":
-        return load_generator(path, device=device)
-    if path.suffix == ".pt":
-        return generator_from_checkpoint(path, device=device)
-    raise UserError(f"--model {path}: expected a run folder, a .safetensors file or a .pt checkpoint")

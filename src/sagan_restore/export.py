@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sagan_restore.checkpoint import load_model
-from sagan_restore.io import atomic_write
 from sagan_restore.config import GeneratorConfig, config_to_dict, generator_config_from_dict
 from sagan_restore.errors import UserError
+from sagan_restore.infer.loading import load_model
+from sagan_restore.io import atomic_write
 from sagan_restore.models.generator import UNetGenerator
 
 PARITY_TOLERANCE = 1e-3  # max abs difference on [0, 1] images between onnxruntime and PyTorch

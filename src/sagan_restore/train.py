@@ -53,6 +53,7 @@ from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_sour
 from sagan_restore.data.degradations import quantize_8bit
 from sagan_restore.devices import pick_device, uses_bf16
 from sagan_restore.errors import UserError, first_line
+from sagan_restore.infer.loading import load_model
 from sagan_restore.io import atomic_write
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator
@@ -198,7 +199,7 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 def init_generator(nets: Nets, cfg: TrainConfig) -> None:
     """Copy trained weights into the fresh generator (--init-from); the architectures must agree."""
-    model, _ = checkpoint.load_model(cfg.init_from, realism=0)
+    model, _ = load_model(cfg.init_from, realism=0)
     if model.cfg != cfg.generator:
         raise UserError(f"--init-from {cfg.init_from}: its architecture {model.cfg} differs from the "
                         f"requested {cfg.generator}; pass matching --width/--depth/--blocks/--attn-levels")
@@ -374,54 +375,41 @@ def remove_partial_writes(run_dir: Path) -> None:
 
 
 def state_of(nets: Nets, cfg: TrainConfig, *, step: int, health: Health, seconds: float,
-             cpu_seconds: float = 0.0) -> dict:
-    state = {
-        "step": step,
-        "config": config_to_dict(cfg),
-        "generator": nets.generator.state_dict(),
-        "opt_g": nets.opt_g.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "health": asdict(health),
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-    }
-    if nets.discriminator is not None:
-        state["discriminator"] = nets.discriminator.state_dict()
-        state["opt_d"] = nets.opt_d.state_dict()
-    if nets.ema is not None:
-        state["ema"] = nets.ema.state_dict()
-    return state
+             cpu_seconds: float = 0.0) -> checkpoint.TrainingState:
+    has_d, has_ema = nets.discriminator is not None, nets.ema is not None
+    return checkpoint.TrainingState(
+        step=step, config=config_to_dict(cfg), generator=nets.generator.state_dict(),
+        opt_g=nets.opt_g.state_dict(), torch_rng=torch.get_rng_state(), health=asdict(health),
+        seconds=seconds, cpu_seconds=cpu_seconds,
+        discriminator=nets.discriminator.state_dict() if has_d else None,
+        opt_d=nets.opt_d.state_dict() if has_d else None,
+        ema=nets.ema.state_dict() if has_ema else None)
 
 
 def save_state(cfg: TrainConfig, nets: Nets, *, step: int, health: Health, seconds: float,
                cpu_seconds: float) -> Path:
     path = checkpoint.checkpoint_path(cfg.out, step)
-    checkpoint.save_checkpoint(path, state_of(nets, cfg, step=step, health=health, seconds=seconds,
-                                              cpu_seconds=cpu_seconds))
+    state_of(nets, cfg, step=step, health=health, seconds=seconds, cpu_seconds=cpu_seconds).save(path)
     checkpoint.prune_checkpoints(cfg.out, keep=cfg.keep)
     return path
 
 
-def load_state(nets: Nets, state: dict) -> None:
+def load_state(nets: Nets, state: checkpoint.TrainingState) -> None:
     """Put a checkpoint's state into the nets; CheckpointMismatch if it does not fit them."""
-    needed = ["generator", "opt_g"] + (["discriminator", "opt_d"] if nets.discriminator is not None else []) \
-        + (["ema"] if nets.ema is not None else [])
-    missing = [key for key in needed if key not in state]
+    parts = [("generator", nets.generator), ("opt_g", nets.opt_g), ("discriminator", nets.discriminator),
+             ("opt_d", nets.opt_d), ("ema", nets.ema)]
+    parts = [(name, target) for name, target in parts if target is not None]
+    missing = [name for name, _ in parts if getattr(state, name) is None]
     if missing:
         raise checkpoint.CheckpointMismatch(f"it holds no {', '.join(missing)}")
     try:  # the errors load_state_dict raises for other shapes, names or parameter groups
-        nets.generator.load_state_dict(state["generator"])
-        nets.opt_g.load_state_dict(state["opt_g"])
-        if nets.discriminator is not None:
-            nets.discriminator.load_state_dict(state["discriminator"])
-            nets.opt_d.load_state_dict(state["opt_d"])
-        if nets.ema is not None:
-            nets.ema.load_state_dict(state["ema"])
+        for name, target in parts:
+            target.load_state_dict(getattr(state, name))
     except (RuntimeError, ValueError) as err:
         raise checkpoint.CheckpointMismatch(first_line(err)) from None
 
 
-def initial_state(cfg: TrainConfig, device: torch.device) -> dict:
+def initial_state(cfg: TrainConfig, device: torch.device) -> checkpoint.TrainingState:
     """The state of a fresh run: the same initial weights, from the same seed."""
     seed_everything(cfg.seed)
     return state_of(build_nets(cfg, device), cfg, step=0, health=Health(), seconds=0.0)
@@ -439,11 +427,12 @@ def resume_state(cfg: TrainConfig, nets: Nets, health: Health,
     if state is None:  # none saved yet (killed before the first save): start at step 0
         load_state(nets, initial_state(cfg, device))
         return 0, 0.0, 0.0
-    for key, value in state.get("health", {}).items():
+    for key, value in state.health.items():
         setattr(health, key, value)
     health.streak = 0
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), float(state.get("seconds", 0.0)), float(state.get("cpu_seconds", 0.0))
+    if state.torch_rng is not None:
+        torch.set_rng_state(state.torch_rng)
+    return int(state.step), float(state.seconds), float(state.cpu_seconds)
 
 
 def roll_back(cfg: TrainConfig, nets: Nets, health: Health, *, step: int, device: torch.device) -> int:
@@ -460,7 +449,7 @@ def roll_back(cfg: TrainConfig, nets: Nets, health: Health, *, step: int, device
     health.lr_scale *= ROLLBACK_LR_FACTOR
     health.streak = 0
 
-    def apply(state: dict) -> None:
+    def apply(state: checkpoint.TrainingState) -> None:
         load_state(nets, state)
 
     state = (checkpoint.newest_loadable_checkpoint(cfg.out, before_step=first_bad, apply=apply)[0]
@@ -468,7 +457,7 @@ def roll_back(cfg: TrainConfig, nets: Nets, health: Health, *, step: int, device
     if state is None:  # nothing saved yet
         state = initial_state(cfg, device)
         load_state(nets, state)
-    back_to = int(state["step"])
+    back_to = int(state.step)
     warnings.warn(f"steps {first_bad}-{step} had non-finite losses or gradients: rolled back to step "
                   f"{back_to} with the learning rate scaled by {health.lr_scale:g}, now "
                   f"{learning_rate(cfg, back_to + 1) * health.lr_scale:.3g} (rollback {health.rollbacks} of "

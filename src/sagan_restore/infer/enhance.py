@@ -14,13 +14,16 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from sagan_restore.checkpoint import load_model
+from sagan_restore import distributed
 from sagan_restore.data.degradations import resize
 from sagan_restore.devices import cpu_has_native_bf16, pick_device
 from sagan_restore.errors import UserError
+from sagan_restore.formats.raster import raster_kind
+from sagan_restore.infer.loading import load_model
+from sagan_restore.infer.rasters import BandChoice, enhance_raster
 from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
-from sagan_restore.io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image, to_channels,
-                              to_memory, write_image)
+from sagan_restore.io import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image,
+                              to_channels, to_memory, write_image)
 from sagan_restore.models.generator import UNetGenerator
 
 
@@ -32,9 +35,10 @@ class Enhancer:
     """
 
     def __init__(self, model: UNetGenerator, device: torch.device, info: dict, *, settings: TileSettings,
-                 half: bool = False, compile: bool = False):
+                 half: bool = False, compile: bool = False, name: str = "model"):
         self.device = device
         self.info = info
+        self.name = name  # the --model argument, for messages and a DICOM's derivation description
         self.settings = settings
         # NHWC is the layout oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in.
         self.model = model.to(device=device, memory_format=torch.channels_last).eval()
@@ -62,7 +66,7 @@ class Enhancer:
         overlap: pixels neighbouring tiles share and blend. batch: tiles per forward (None: automatic).
         half: bf16 (or fp16) autocast on a GPU, bf16 on a CPU that runs it natively. compile: torch.compile the model.
         realism: 0 faithful .. 1 the GAN variant's sharpness, interpolated in between; None = the pretrained
-        model's documented default (see checkpoint.load_model). realism_model: the GAN variant of your own
+        model's documented default (see infer/loading.load_model). realism_model: the GAN variant of your own
         model.
         """
         torch_device = pick_device(device)
@@ -74,7 +78,7 @@ class Enhancer:
         settings = auto_tile_settings(model.cfg, torch_device, overlap=overlap, batch=batch,
                                       tile=None if tile is None else _tile_multiple(tile, overlap, model.multiple),
                                       bytes_per_value=2 if half and torch_device.type == "cuda" else 4)
-        return cls(model, torch_device, info, settings=settings, half=half, compile=compile)
+        return cls(model, torch_device, info, settings=settings, half=half, compile=compile, name=str(spec))
 
     @property
     def scale(self) -> int:
@@ -216,7 +220,7 @@ def output_path_for(relative: Path, out_dir: Path, *, suffix: str = "", ext: str
     """The input's name (plus `suffix`) and format, or the format `ext` (".png", ".jpg", ...); formats read
     but not written (GIF) become PNG."""
     if ext is None:
-        ext = relative.suffix if relative.suffix.lower() in IMAGE_SUFFIXES else ".png"
+        ext = relative.suffix if relative.suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES else ".png"
     return out_dir / relative.parent / f"{relative.stem}{suffix}{ext}"
 
 
@@ -250,9 +254,23 @@ def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, *, suffix: str,
 
 def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS,
                  progress: bool = False, on_progress: Callable[[float], None] | None = None,
-                 outscale: float | None = None) -> float:
+                 outscale: float | None = None, bands: BandChoice = None) -> float:
     """Enhance one file into `dst` with the same format, bit depth, alpha and metadata; returns its megapixels.
-    outscale: the output is then resized (Lanczos) to this factor of the input's size."""
+    outscale: the output is then resized (Lanczos) to this factor of the input's size. GeoTIFFs and DICOMs
+    go through infer/rasters.py, `bands` saying which raster bands the model sees."""
+    kind = raster_kind(src)
+    if kind is not None:
+        if outscale is not None and outscale != enhancer.scale:
+            raise UserError(f"--outscale: {src} is a {'DICOM' if kind == 'dicom' else 'GeoTIFF'}, enhanced at the "
+                            f"model's own scale (x{enhancer.scale}) only; leave --outscale out")
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"{dst.parent}: cannot create the output folder ({err.strerror or err})")
+        return enhance_raster(enhancer, src, dst, kind=kind, bands=bands, model=enhancer.name, progress=progress,
+                              max_pixels=max_pixels)
+    if bands is not None:
+        raise UserError(f"--bands: {src} is a photo, not a GeoTIFF; --bands chooses the bands of rasters")
     image = read_image(src, max_pixels=max_pixels)
     height, width = image.pixels.shape[:2]
     factor = enhancer.scale if outscale is None or outscale == enhancer.scale else outscale
@@ -279,10 +297,15 @@ def enhance_file(enhancer: Enhancer, src: Path, dst: Path, *, quality: int = 95,
 def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suffix: str = "",
                   overwrite: bool = False, skip_existing: bool = False, recursive: bool = False,
                   quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
-                  ext: str | None = None, outscale: float | None = None) -> BatchReport:
+                  ext: str | None = None, outscale: float | None = None, bands: BandChoice = None,
+                  rank: distributed.Rank = distributed.Rank()) -> BatchReport:
     """Enhance files, folders and glob patterns into out_dir, keeping names and formats (or writing the
     format `ext`), optionally resized to `outscale` times the input. Inputs are never overwritten. A file
-    that fails is recorded with its reason and the rest go on."""
+    that fails is recorded with its reason and the rest go on.
+
+    In a torchrun job (`rank` of several processes) every process plans the whole job, then takes every
+    world_size-th file from its rank on: a deterministic share, each output written by one process only.
+    """
     if overwrite and skip_existing:
         raise UserError("--overwrite and --skip-existing contradict each other; pass one")
     if out_dir.exists() and not out_dir.is_dir():
@@ -290,6 +313,9 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suff
     files = collect_inputs(inputs, recursive=recursive, exclude=out_dir)
     plans, skipped = plan_outputs(files, out_dir, suffix=suffix, overwrite=overwrite, skip_existing=skip_existing,
                                   ext=ext)
+    # No process writes before all have planned, so all saw the same existing outputs and share one list.
+    distributed.barrier()
+    plans, skipped = plans[rank.rank::rank.world_size], skipped[rank.rank::rank.world_size]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -305,7 +331,7 @@ def enhance_files(enhancer: Enhancer, inputs: list[Path], out_dir: Path, *, suff
         bar.set_postfix_str(src.name, refresh=False)
         try:
             report.megapixels += enhance_file(enhancer, src, dst, quality=quality, max_pixels=max_pixels,
-                                              progress=progress, outscale=outscale)
+                                              progress=progress, outscale=outscale, bands=bands)
             report.written.append(dst)
         except (UserError, MemoryError) as err:
             reason = (str(err) or type(err).__name__).removeprefix(f"{src}: ")

@@ -4,7 +4,7 @@ The weights live in `sagan_restore/weights/NAME.safetensors` (half precision); e
 architecture, recipe, training details and measured scores in its metadata (see
 `recipes/package_model.py`), so this table only maps user-facing names to files. A model's GAN ("realism")
 fine-tune sits beside it as NAME_gan.safetensors, the same rule as for users' own files (see
-`checkpoint.realism_partner`); `default_realism` is the documented point `enhance` uses when the user does
+`realism_file` below); `default_realism` is the documented point `enhance` uses when the user does
 not pass `--realism`.
 """
 
