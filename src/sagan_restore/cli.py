@@ -320,7 +320,14 @@ def add_enhance_parser(sub) -> None:
     files.add_argument("--skip-existing", action="store_true", help="leave existing outputs, enhance the rest")
     files.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of outputs, 1-100 (default 95)")
     files.add_argument("--max-pixels", type=float, default=200e6,
-                       help="refuse larger images, as possible decompression bombs (default 200e6)")
+                       help="refuse larger images, as possible decompression bombs (default 200e6); GeoTIFFs "
+                            "are streamed, never held whole, and not limited by it")
+    rasters = p.add_argument_group("rasters (GeoTIFF, DICOM)")
+    rasters.add_argument("--bands", type=_bands, metavar="LIST",
+                         help="raster bands the model sees, 1-based, in the model's channel order, e.g. 3,2,1 "
+                              "(RGB from a blue, green, red, NIR raster); with a 1-channel model, the bands "
+                              "to enhance one by one, or 'all'. Needed when a raster's band count differs "
+                              "from the model's channels (a 1-band raster in a colour model excepted)")
     speed = p.add_argument_group("tiling and speed")
     speed.add_argument("-t", "--tile", type=_tile, default=None, metavar="PIXELS",
                        help="tile size in input pixels; 0 = whole image at once; auto (default) = from free memory")
@@ -335,7 +342,21 @@ def add_enhance_parser(sub) -> None:
     p.set_defaults(command=run_enhance)
 
 
+def _bands(text: str) -> tuple[int, ...] | str:
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        bands = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected band numbers such as 3,2,1 or 'all', not {text!r}")
+    if len(set(bands)) != len(bands) or min(bands) < 1:
+        raise argparse.ArgumentTypeError(f"expected distinct band numbers from 1 up, not {text!r}")
+    return bands
+
+
 def run_enhance(args) -> int:
+    from sagan_restore import distributed
+    from sagan_restore.devices import pick_device
     from sagan_restore.infer.enhance import Enhancer, enhance_files
 
     if not 1 <= args.quality <= 100:
@@ -344,17 +365,21 @@ def run_enhance(args) -> int:
         raise UserError(f"--max-pixels must be at least 1, not {args.max_pixels:g}")
     if args.outscale is not None and not 0 < args.outscale <= 16:
         raise UserError(f"--outscale {args.outscale:g}: must be above 0 and at most 16")
-    enhancer = Enhancer.load(enhance_model(args.model, args.scale, args.outscale), device=args.device, tile=args.tile,
-                             overlap=args.overlap, batch=args.batch, half=args.half, compile=args.compile,
-                             realism=args.realism, realism_model=args.realism_model)
-    if args.scale is not None and enhancer.scale != args.scale:
-        raise UserError(f"--scale {args.scale}: --model {args.model} upscales x{enhancer.scale}; leave out one "
-                        f"of the two")
-    report = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
-                           skip_existing=args.skip_existing, recursive=args.recursive, quality=args.quality,
-                           max_pixels=int(args.max_pixels), progress=not args.no_progress,
-                           ext=None if args.ext == "auto" else f".{args.ext}", outscale=args.outscale)
-    print(report.summary(args.out))
+    # Under torchrun each process enhances its share of the files, on its own GPU (cuda:LOCAL_RANK).
+    with distributed.session(pick_device(args.device)) as (rank, device):
+        enhancer = Enhancer.load(enhance_model(args.model, args.scale, args.outscale), device=str(device),
+                                 tile=args.tile, overlap=args.overlap, batch=args.batch, half=args.half,
+                                 compile=args.compile, realism=args.realism, realism_model=args.realism_model)
+        if args.scale is not None and enhancer.scale != args.scale:
+            raise UserError(f"--scale {args.scale}: --model {args.model} upscales x{enhancer.scale}; leave out one "
+                            f"of the two")
+        report = enhance_files(enhancer, args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite,
+                               skip_existing=args.skip_existing, recursive=args.recursive, quality=args.quality,
+                               max_pixels=int(args.max_pixels), progress=not args.no_progress and rank.is_main,
+                               ext=None if args.ext == "auto" else f".{args.ext}", outscale=args.outscale,
+                               bands=args.bands, rank=rank)
+    where = f"process {rank.rank} of {rank.world_size}: " if rank.is_distributed else ""
+    print(where + report.summary(args.out))
     return 1 if report.failed else 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,31 @@ class DegradationConfig:
 
 
 @dataclass(frozen=True)
+class ValueRange:
+    """Raw sample values of each band that a model sees as 0 and 1: how rasters (GeoTIFF, DICOM) whose
+    values are not 0..255 photos are normalised. Measured on the training data when a run starts
+    (data.datasets.with_value_range), stored with the run and in the model's metadata, and applied by
+    `enhance`, so inference sees what training saw."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    measured: str = ""  # how the numbers were found, e.g. "0.5/99.5th percentiles of 12 training rasters"
+
+    def __post_init__(self):
+        object.__setattr__(self, "low", tuple(float(v) for v in self.low))
+        object.__setattr__(self, "high", tuple(float(v) for v in self.high))
+        if not self.low or len(self.low) != len(self.high):
+            raise ValueError(f"value_range: {len(self.low)} low and {len(self.high)} high values; give one "
+                             "pair per band")
+        if not all(math.isfinite(lo) and math.isfinite(hi) and hi > lo for lo, hi in zip(self.low, self.high)):
+            raise ValueError(f"value_range {self.low}..{self.high}: each band needs finite values, high > low")
+
+    @property
+    def bands(self) -> int:
+        return len(self.low)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     out: Path
     data: Path | None = None  # paired folders: lr/hr, input/target or A/B
@@ -180,6 +206,9 @@ class TrainConfig:
     sample_every: int = 250
     log_every: int = 10
     max_pixels: int = 200_000_000  # larger images are refused as possible decompression bombs
+    # How raster data (GeoTIFF, DICOM) is normalised; None for photos (0..255, 0..65535) or until the run
+    # measures it on its data.
+    value_range: ValueRange | None = None
 
     def __post_init__(self):
         for name in ("precision", "pixel_loss", "lr_schedule", "d_norm"):
@@ -288,6 +317,8 @@ def train_config_from_dict(d: dict) -> TrainConfig:
             d[key] = Path(d[key])
     d["clean"] = tuple(Path(p) for p in d.get("clean", ()))
     d["clean_weights"] = tuple(d.get("clean_weights", ()))
+    if d.get("value_range") is not None:
+        d["value_range"] = ValueRange(**d["value_range"])
     return TrainConfig(
         **{**d, "betas": tuple(d["betas"])},
         degradation=DegradationConfig(**deg),

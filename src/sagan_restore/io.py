@@ -38,7 +38,9 @@ DECODER_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFE
                   struct.error, IndexError, KeyError, TypeError, ArithmeticError)
 # Read, but written as PNG: GIF's 256-colour palette would undo what the network restored.
 READ_ONLY_SUFFIXES = (".gif",)
-READ_SUFFIXES = IMAGE_SUFFIXES + READ_ONLY_SUFFIXES  # what enhance picks up in folders and globs
+# DICOM files: read and written by sagan_restore.formats.dicom (with the medical extra), not here.
+DICOM_SUFFIXES = (".dcm", ".dicom")
+READ_SUFFIXES = IMAGE_SUFFIXES + READ_ONLY_SUFFIXES + DICOM_SUFFIXES  # what enhance picks up in folders and globs
 
 
 class ImageTooLarge(UserError):
@@ -61,8 +63,8 @@ class LoadedImage:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files (DICOMs included) directly inside `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES)
 
 
 def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -73,6 +75,9 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIma
         raise UserError(f"{path}: is a folder, expected an image file")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty (0 bytes)")
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        raise UserError(f"{path}: a DICOM file; `enhance` and `train` read DICOMs (keeping their tags), other "
+                        "commands read photos only")
     if path.suffix.lower() in TIFF_SUFFIXES:
         return _read_tiff(path, max_pixels)
     return _read_with_pillow(path, max_pixels)
@@ -312,15 +317,29 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     through a Python file object is what turns a full disk into an OSError (torch.save to a path reports
     it as a RuntimeError, and safetensors' save_file not at all).
     """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """`atomic_write` for writers that want a file name (GDAL, pydicom): yields a temporary path beside
+    `path` (a dot file, which enhance never picks up as an input), then fsyncs it and renames it over
+    `path`; if the block raises, the temporary file is removed and `path` is untouched."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        os.close(fd)
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
         _fsync_folder(path.parent)  # makes the rename itself durable

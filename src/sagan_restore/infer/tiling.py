@@ -170,6 +170,59 @@ def tiled_apply(pixels: np.ndarray, run: RunBatch, *, tile: int, overlap: int, m
     return out
 
 
+ReadRows = Callable[[int, int], np.ndarray]  # (y0, y1) -> input rows y0..y1-1, (y1 - y0, W, C) float32
+WriteRows = Callable[[int, np.ndarray], None]  # (first output row, (rows, s*W, C_out) float32 finished rows)
+
+
+def tiled_apply_strips(read_rows: ReadRows, write_rows: WriteRows, run: RunBatch, *, height: int, width: int,
+                       tile: int, overlap: int, multiple: int, scale: int, out_channels: int, batch: int = 1,
+                       progress: bool = False, on_tiles: OnTiles | None = None) -> None:
+    """`tiled_apply` for images larger than memory: the same grid and blending windows, one row of tiles
+    at a time. Each strip of input rows is read through `read_rows`, its tiles are blended into an
+    accumulator of the output rows they touch, and every output row no later strip reaches is handed to
+    `write_rows` (in order, each row once) and dropped.
+
+    Memory holds one input strip (tile x W x C) and at most one strip of output rows (s*tile x s*W x C_out),
+    whatever the image's height; the result equals `tiled_apply`'s up to float rounding. tile = 0 makes
+    the whole image one strip.
+    """
+    grid = plan_grid(height, width, tile=tile, overlap=overlap, multiple=multiple)
+    row_windows = axis_windows(grid.rows, scale=scale)
+    col_windows = axis_windows(grid.cols, scale=scale)
+    columns = [(j, slice(x0, x1)) for j, (x0, x1) in enumerate(zip(grid.cols.starts, grid.cols.ends))]
+    written = 0  # output rows handed to write_rows so far; the accumulator starts at this row
+    pending = np.zeros((0, width * scale, out_channels), dtype=np.float32)
+    bar = tqdm(total=grid.count, unit="tile", leave=False, disable=not progress or grid.count < 2)
+    done = 0
+    for i, (y0, y1) in enumerate(zip(grid.rows.starts, grid.rows.ends)):
+        strip = read_rows(y0, y1)
+        grow = y1 * scale - written - len(pending)
+        if grow > 0:
+            pending = np.concatenate([pending, np.zeros((grow, width * scale, out_channels), np.float32)])
+        top = y0 * scale - written  # this strip's first output row in the accumulator
+        tiles = [(i, j, slice(0, y1 - y0), cols) for j, cols in columns]
+        for group in batches(tiles, batch):
+            stack = np.stack([strip[rows, cols].transpose(2, 0, 1) for _, _, rows, cols in group])
+            results = run(np.ascontiguousarray(stack, dtype=np.float32))  # (B, C_out, s*th, s*tw)
+            for (_, j, _, cols), result in zip(group, results):
+                weight = row_windows[i][:, None] * col_windows[j][None, :]
+                target = pending[top: top + result.shape[1], cols.start * scale: cols.stop * scale]
+                target += result.transpose(1, 2, 0) * weight[..., None]
+            bar.update(len(group))
+            done += len(group)
+            if on_tiles is not None:
+                on_tiles(done, grid.count)
+        del strip
+        # Rows above the next strip's first row get no more contributions: they are finished.
+        finished = (grid.rows.starts[i + 1] if i + 1 < len(grid.rows.starts) else height) * scale - written
+        if finished > 0:
+            write_rows(written, pending[:finished])
+            pending = pending[finished:].copy()  # a copy, so the finished rows' memory is freed
+            written += finished
+    bar.close()
+    assert written == height * scale and len(pending) == 0, (written, len(pending))
+
+
 @dataclass(frozen=True)
 class TileSettings:
     tile: int  # input pixels per tile side, a multiple of the model's 2**depth; 0 = the whole image at once
