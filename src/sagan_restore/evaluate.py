@@ -11,6 +11,8 @@ The protocol (../shared/benchmarks/README.md), followed exactly so numbers compa
   window) on the BT.601 luma, `scale` pixels shaved from every border.
 - Paired sets (`lr/` + `hr/`): inputs as they are; the size ratio decides between the two scorings.
 - Every output is clipped to [0, 1] and rounded to 8 bits before it is scored.
+- JPEG blockiness (metrics.blockiness) of every output and of its ground truth, on the input's block grid
+  (8 x scale output pixels, from the top-left corner): how much of an input's JPEG tiling survives.
 Speed is seconds per megapixel of output, the median over images, of the method call alone.
 """
 
@@ -37,7 +39,7 @@ from sagan_restore.data.degradations import downscale, quantize_8bit
 from sagan_restore.devices import pick_device
 from sagan_restore.errors import UserError
 from sagan_restore.io import list_images, quantize, read_image
-from sagan_restore.metrics import psnr, rgb_to_y, sharpness_ratio, shave, ssim
+from sagan_restore.metrics import blockiness, psnr, rgb_to_y, sharpness_ratio, shave, ssim
 
 PROTOCOL_INPUT = "unclipped"  # the noisy float image as the protocol defines it
 QUANTIZED_INPUT = "8bit"  # clipped and rounded to 8 bits, like a file a user brings
@@ -94,6 +96,8 @@ class ImageScore:
     sharpness: float  # high-frequency energy of the output over the ground truth's (metrics.sharpness_ratio)
     seconds: float
     megapixels: float  # of the output
+    blockiness: float = 1.0  # JPEG blocking of the output on its input's block grid (metrics.blockiness)
+    target_blockiness: float = 1.0  # the same of the ground truth: what a faithful output has
 
 
 @dataclass
@@ -113,6 +117,8 @@ class Record:
     n_images: int
     details: str
     images: list[ImageScore] = field(default_factory=list)
+    blockiness: float = 1.0  # mean over images; 1.0 = no JPEG blocks
+    target_blockiness: float = 1.0  # mean over images, of the ground truth
 
 
 @dataclass
@@ -356,7 +362,8 @@ def evaluate_condition(test_set: EvalSet, condition: Condition, methods: list[Me
             value_psnr, value_ssim, sharpness = score(output, case.target, condition)
             megapixels = case.target.shape[0] * case.target.shape[1] / 1e6
             scores[method.name].append(ImageScore(case.name, value_psnr, value_ssim, sharpness, seconds,
-                                                  megapixels))
+                                                  megapixels, blockiness(quantize(output, 8), scale=condition.scale),
+                                                  blockiness(case.target, scale=condition.scale)))
             outputs.append((method, output, value_psnr))
         if index < figure_images:
             comparison.rows.append(comparison_row(case, outputs, condition))
@@ -374,6 +381,8 @@ def summarise(method: Method, test_set: EvalSet, condition: Condition, kind: str
         sharpness=float(np.mean([s.sharpness for s in images])), realism=method.realism,
         sec_per_mp=float(np.median([s.seconds / s.megapixels for s in images])), n_images=len(images),
         details=method.describe(condition), images=images,
+        blockiness=float(np.mean([s.blockiness for s in images])),
+        target_blockiness=float(np.mean([s.target_blockiness for s in images])),
     )
 
 
@@ -482,6 +491,12 @@ def markdown_tables(records: list[Record]) -> str:
                       "ideal, below = smoother):\n")
         blocks.append(markdown_table([head] + methods, [[c] + [sharpness_cell(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
+        blocks.append("\nJPEG blockiness (gradient energy across block boundaries over that inside blocks, on the "
+                      "input's 8-pixel grid; 1.0 = no blocks; the ground truth's in the last column):\n")
+        truth = {c: next(r.target_blockiness for r in group if condition_cell(r) == c) for c in conditions}
+        blocks.append(markdown_table([head] + methods + ["ground truth"],
+                                     [[c] + [blockiness_cell(cell.get((m, c))) for m in methods] + [f"{truth[c]:.3f}"]
+                                      for c in conditions]))
         blocks.append("\nSeconds per megapixel (median over images):\n")
         blocks.append(markdown_table([head] + methods, [[c] + [speed_cell(cell.get((m, c))) for m in methods]
                                                 for c in conditions]))
@@ -513,6 +528,10 @@ def quality_cell(r: Record | None, missing: str = "") -> str:
 
 def sharpness_cell(r: Record | None, missing: str = "") -> str:
     return missing if r is None else f"{r.sharpness:.3f}"
+
+
+def blockiness_cell(r: Record | None, missing: str = "") -> str:
+    return missing if r is None else f"{r.blockiness:.3f}"
 
 
 def speed_cell(r: Record | None, missing: str = "", *, digits: int = 4) -> str:
