@@ -103,8 +103,9 @@ def add_train_parser(sub) -> None:
     model.add_argument("--noise-map", action="store_true",
                        help="feed an estimated noise-level map as an extra input plane (FFDNet's; still blind)")
     model.add_argument("--attn-levels", help="levels with self-attention, 0 = full resolution (default: depth)")
-    model.add_argument("--channels", type=int, choices=[1, 3], default=G["in_channels"],
-                       help="3 = colour model, 1 = grey")
+    model.add_argument("--channels", type=int, default=G["in_channels"],
+                       help="3 = colour model, 1 = grey; any other N: an N-band model for rasters (GeoTIFF) "
+                            "of N bands, e.g. 4 for R, G, B, NIR or 13 for Sentinel-2")
     model.add_argument("--d-width", type=int, default=T["d_width"],
                        help=f"discriminator channels in its first layer (default {T['d_width']})")
     model.add_argument("--d-layers", type=int, default=T["d_layers"])
@@ -186,6 +187,8 @@ def train_config_from_args(args):
 
         scale = paired_data_scale(args.data) if args.data else 1
     attn = _levels(args.attn_levels) if args.attn_levels is not None else None
+    if args.channels < 1:
+        raise UserError(f"--channels {args.channels}: must be at least 1")
     try:
         generator = GeneratorConfig(in_channels=args.channels, out_channels=args.channels, width=args.width,
                                     depth=args.depth, blocks=_blocks(args.blocks), attn_levels=attn, scale=scale,

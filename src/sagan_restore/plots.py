@@ -74,6 +74,8 @@ def save_sample_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], out_
 
 
 def _enlarged(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if img.shape[2] not in (1, 3):  # a many-band raster: its first band, as grey (any three would be a guess)
+        img = img[..., :1]
     data = _to_uint8(img)
     if (data.shape[1], data.shape[0]) != size:
         data = np.asarray(Image.fromarray(data).resize(size, Image.Resampling.NEAREST))

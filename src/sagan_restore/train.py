@@ -49,7 +49,8 @@ from tqdm import tqdm
 
 from sagan_restore import checkpoint, distributed
 from sagan_restore.config import TrainConfig, config_to_dict, train_config_from_dict
-from sagan_restore.data.datasets import StepSamples, TrainingSamples, build_source, to_tensor, validation_pairs
+from sagan_restore.data.datasets import (StepSamples, TrainingSamples, build_source, to_tensor, validation_pairs,
+                                         with_value_range)
 from sagan_restore.data.degradations import quantize_8bit
 from sagan_restore.devices import pick_device, uses_bf16
 from sagan_restore.errors import UserError, first_line
@@ -612,6 +613,7 @@ def resume_hint(cfg: TrainConfig, step: int):
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     with distributed.session(pick_device(cfg.device)) as (rank, device):
         micro_batch = distributed.check_batch(cfg.batch, cfg.accumulate, rank)
+        cfg = with_value_range(cfg)  # rasters: normalisation measured once, kept in config.json and the model
         source = build_source(cfg)  # reads and checks every image: bad data fails here, before any file is written
         samples = TrainingSamples(source, cfg)
         if rank.is_main and resume:
@@ -683,6 +685,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                           f"{health.rollbacks} rollback(s); see the 'skipped' and 'lr' columns of log.csv")
         if rank.is_main:
             info = {"task": config_to_dict(cfg.degradation), "steps": cfg.iters, "ema": cfg.ema}
+            if cfg.value_range is not None:  # what enhance normalises rasters by (infer/rasters.py)
+                info["value_range"] = config_to_dict(cfg.value_range)
             with resume_hint(cfg, step):
                 checkpoint.save_generator(cfg.out / "generator.safetensors", nets.final_generator, info=info)
         return cfg.out

@@ -8,6 +8,7 @@ would have seen, whatever the number of DataLoader workers or processes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import warnings
@@ -25,6 +26,8 @@ from sagan_restore.config import DegradationConfig, TrainConfig
 from sagan_restore.data import corpus
 from sagan_restore.data.degradations import degrade, gaussian_noise, resize
 from sagan_restore.errors import UserError
+from sagan_restore.formats.raster import (fill_nodata, measure_value_range, normalize, raster_kind, raster_size,
+                                          read_raster, sample_values)
 from sagan_restore.io import DECODER_ERRORS, IMAGE_SUFFIXES, list_images, read_image, to_channels
 
 PAIRED_FOLDER_NAMES = (("lr", "hr"), ("input", "target"), ("A", "B"))
@@ -33,9 +36,65 @@ DEAD_LEAVES_SIZE = 256
 BUILTIN_DEAD_LEAVES_SHARE = 0.3  # of built-in corpus samples; the 13 photos give the rest
 
 
-def _load_pixels(path: Path, channels: int, max_pixels: int) -> np.ndarray:
-    """Pixels of a training image: alpha ignored, converted to the model's channel count."""
-    return to_channels(read_image(path, max_pixels=max_pixels).pixels, channels)
+def _load_pixels(path: Path, cfg: TrainConfig) -> np.ndarray:
+    """Pixels of a training image: alpha ignored, converted to the model's channel count. Rasters
+    (GeoTIFF, DICOM) are read by the readers `enhance` uses, normalised by the run's value range, their
+    nodata filled as `enhance` fills it."""
+    channels = cfg.generator.in_channels
+    kind = raster_kind(path)
+    if kind is None:
+        if channels not in (1, 3):
+            raise UserError(f"{path}: a photo, but --channels {channels} trains on rasters (GeoTIFF, DICOM) of "
+                            f"{channels} bands; photos train 1- or 3-channel models")
+        return to_channels(read_image(path, max_pixels=cfg.max_pixels).pixels, channels)
+    values, valid = read_raster(path, kind, max_pixels=cfg.max_pixels)
+    _check_bands(path, values.shape[2], channels)
+    if cfg.value_range is None:
+        raise UserError(f"{path}: a raster, and this run has no value range to normalise it with; "
+                        "pass the config through data.datasets.with_value_range first")
+    return fill_nodata(normalize(values, cfg.value_range), valid)
+
+
+def _check_bands(path: Path, bands: int, channels: int) -> None:
+    if bands != channels:
+        raise UserError(f"{path}: {bands} band(s), but the model is trained with --channels {channels}; every "
+                        f"training raster needs that many bands (pass --channels {bands} if they all have {bands})")
+
+
+def _training_files(cfg: TrainConfig) -> list[Path]:
+    """The target images of the run's data (paired targets, side-by-side files, --clean folders)."""
+    if cfg.data is not None:
+        return list_images(find_paired_folders(cfg.data)[1])
+    if cfg.aligned is not None and cfg.aligned.is_dir():
+        return list_images(cfg.aligned)
+    return [p for folder in cfg.clean if folder.is_dir() for p in list_images(folder)]
+
+
+def with_value_range(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with the value range its raster data is normalised by: the one it has (a resumed run keeps
+    its own), else per-band percentiles measured on the training targets (formats.raster); unchanged for
+    photos, which keep the 0..255 / 0..65535 scale. Photos and rasters are not mixed in one run."""
+    if cfg.value_range is not None:
+        return cfg
+    files = _training_files(cfg)
+    rasters = [(p, kind) for p in files if (kind := raster_kind(p)) is not None]
+    if not rasters:
+        return cfg
+    if len(rasters) < len(files):
+        photo = next(p for p in files if raster_kind(p) is None)
+        raise UserError(f"the training data mixes {len(rasters)} raster(s) (GeoTIFF, DICOM) with "
+                        f"{len(files) - len(rasters)} photo(s) such as {photo}; their values mean different "
+                        "things, so train on one kind")
+    samples = []
+    for path, kind in rasters:
+        values, valid = read_raster(path, kind, max_pixels=cfg.max_pixels)
+        _check_bands(path, values.shape[2], cfg.generator.in_channels)
+        samples.append(sample_values(values, valid))
+    if cfg.degradation.quantize_share > 0:
+        warnings.warn(f"--quantize-share {cfg.degradation.quantize_share:g} rounds that share of raster inputs to "
+                      "8 bits of the value range (clipping what lies outside it); pass --quantize-share 0 to "
+                      "train on their full precision")
+    return dataclasses.replace(cfg, value_range=measure_value_range(samples, files=len(rasters)))
 
 
 def _resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
@@ -147,6 +206,12 @@ def match_pairs(lr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
 
 def _image_size(path: Path) -> tuple[int, int] | None:
     """(height, width) from the header, without decoding the pixels; None if the header is unreadable."""
+    kind = raster_kind(path)
+    if kind is not None:
+        try:
+            return raster_size(path, kind)
+        except UserError:
+            return None
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -221,11 +286,10 @@ def paired_source(cfg: TrainConfig) -> PairedSource:
     if not pairs and not problems:
         raise UserError(f"--data {cfg.data}: {lr_dir} and {hr_dir} hold no images")
     scale, size_problems = _scale_and_problems(pairs)
-    channels = cfg.generator.in_channels
 
     def loader(path: Path, size: int | None):
         def load():
-            img = _load_pixels(path, channels, cfg.max_pixels)
+            img = _load_pixels(path, cfg)
             return _resize_shorter_side(img, size) if size else img
         return load
 
@@ -253,11 +317,10 @@ def aligned_source(cfg: TrainConfig) -> PairedSource:
     paths = list_images(cfg.aligned)
     if not paths:
         raise UserError(f"--aligned {cfg.aligned}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    channels = cfg.generator.in_channels
 
     def half(path: Path, side: int):
         def load():
-            img = _load_pixels(path, channels, cfg.max_pixels)
+            img = _load_pixels(path, cfg)
             if img.shape[1] % 2:
                 raise UserError(f"{path}: width {img.shape[1]} is odd; side-by-side images need an even width")
             w = img.shape[1] // 2
@@ -321,7 +384,7 @@ def _cache_bytes(cfg: TrainConfig) -> int:
 
 def _clean_loader(path: Path, cfg: TrainConfig):
     def load():
-        img = _load_pixels(path, cfg.generator.in_channels, cfg.max_pixels)
+        img = _load_pixels(path, cfg)
         return _resize_shorter_side(img, cfg.load_size) if cfg.load_size else img
     return load
 
@@ -356,7 +419,6 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     without 8-bit rounding: the protocol's input). Without --val, the built-in corpus validates on its
     held-out photo and other data sources on nothing. Targets are centre-cropped to VAL_CROP pixels."""
     scale = cfg.degradation.scale if cfg.degradation.task == "sr" else 1
-    channels = cfg.generator.in_channels
     if cfg.val is not None:
         if not cfg.val.is_dir():
             raise UserError(f"--val {cfg.val}: no such folder")
@@ -365,16 +427,16 @@ def validation_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
             pairs, problems = _match_by_stem(*subfolders)
             if problems or not pairs:
                 raise UserError(f"--val {cfg.val}: " + ("; ".join(problems) or "no pairs found"))
-            return [_centre_pair(_load_pixels(lr, channels, cfg.max_pixels), _load_pixels(hr, channels, cfg.max_pixels))
+            return [_centre_pair(_load_pixels(lr, cfg), _load_pixels(hr, cfg))
                     for lr, hr in pairs]
         paths = list_images(cfg.val)
         if not paths:
             raise UserError(f"--val {cfg.val}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-        cleans = [_load_pixels(p, channels, cfg.max_pixels) for p in paths]
+        cleans = [_load_pixels(p, cfg) for p in paths]
     elif cfg.data or cfg.aligned or cfg.clean or cfg.dead_leaves:
         return []
     else:
-        cleans = [_load_pixels(corpus.validation_photo_path(), channels, cfg.max_pixels)]
+        cleans = [_load_pixels(corpus.validation_photo_path(), cfg)]
     return [_degraded_for_validation(clean, cfg, scale, seed=12345 + i) for i, clean in enumerate(cleans)]
 
 
@@ -486,6 +548,7 @@ def build_source(cfg: TrainConfig) -> PairedSource | ImageSource:
              if value]
     if len(given) > 1:
         raise UserError(f"choose one data source, not {' and '.join(given)}")
+    cfg = with_value_range(cfg)  # measured here only for callers that did not (train() records it first)
     if cfg.data is not None:
         return paired_source(cfg)
     if cfg.aligned is not None:

@@ -20,6 +20,8 @@ def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerato
         model = UNetGenerator(generator_config_from_dict(state.config["generator"]))
         model.load_state_dict(state.inference_weights)
         info = {"step": int(state.step), "task": state.config["degradation"]}
+        if state.config.get("value_range") is not None:  # a raster model's normalisation, as in its final file
+            info["value_range"] = state.config["value_range"]
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise UserError(f"{path}: damaged checkpoint, its weights do not fit its config ({first_line(err)})")
     return model.to(device).eval(), info
