@@ -305,3 +305,10 @@ def test_cli_trains_with_a_preset_and_resumes_exactly(tmp_path, flags, scale):
     assert [float(r[l1]) for r in rows[0]] == pytest.approx([float(r[l1]) for r in rows[1]], rel=1e-5)
     saved = (tmp_path / "full" / "config.json").read_text()
     assert '"preset": "' + ("camera" if scale == 1 else "real") + '"' in saved
+
+
+def test_preset_with_paired_data_is_refused_not_ignored(tmp_path, capsys):
+    for sub in ("lr", "hr"):
+        (tmp_path / "pairs" / sub).mkdir(parents=True)
+    code = main(["train", "--data", str(tmp_path / "pairs"), "--degrade", "real", "--out", str(tmp_path / "run")])
+    assert code == 2 and "--degrade" in capsys.readouterr().err
