@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 pytest.importorskip("starlette")
-pytest.importorskip("httpx")  # TestClient's transport
+pytest.importorskip("httpx2")  # TestClient's transport (Starlette 1.x uses httpx2)
 
 from starlette.testclient import TestClient  # noqa: E402
 
@@ -22,7 +22,8 @@ from sagan_restore.config import ServeConfig  # noqa: E402
 from sagan_restore.infer.enhance import Enhancer  # noqa: E402
 from sagan_restore.infer.tiling import TileSettings, plan_grid  # noqa: E402
 from sagan_restore.io import read_image, write_image  # noqa: E402
-from sagan_restore.serve.app import create_app, split_upload_name  # noqa: E402
+from sagan_restore.serve.app import create_app  # noqa: E402
+from sagan_restore.serve.uploads import split_upload_name  # noqa: E402
 from sagan_restore.serve.jobs import Cancelled, Job, JobQueue, QueueFull  # noqa: E402
 
 
