@@ -21,7 +21,8 @@ from pathlib import Path
 
 from benchdoc import REPO, git_commit, replace_section, script_command
 
-from sagan_restore.evaluate import cpu_name, markdown_table
+from sagan_restore.evaluation.machine import cpu_name
+from sagan_restore.evaluation.report import markdown_table
 from sagan_restore.infer.loading import load_model
 from sagan_restore.models.attention import SelfAttention2d
 from sagan_restore.models.generator import count_parameters, gflops_per_megapixel

@@ -42,7 +42,9 @@ from PIL import Image  # noqa: E402
 
 from sagan_restore.checkpoint import list_checkpoints  # noqa: E402
 from sagan_restore.devices import uses_bf16  # noqa: E402
-from sagan_restore.evaluate import cpu_name, markdown_table, protocol_noisy  # noqa: E402
+from sagan_restore.evaluation.machine import cpu_name  # noqa: E402
+from sagan_restore.evaluation.protocol import protocol_noisy  # noqa: E402
+from sagan_restore.evaluation.report import markdown_table  # noqa: E402
 from sagan_restore.infer.loading import load_model  # noqa: E402
 from sagan_restore.metrics import psnr  # noqa: E402
 from sagan_restore.models.generator import count_parameters, gflops_per_megapixel  # noqa: E402

@@ -45,7 +45,7 @@ from benchdoc import DOC, git_commit, replace_section  # noqa: E402
 from sagan_restore.checkpoint import save_generator  # noqa: E402
 from sagan_restore.config import GeneratorConfig  # noqa: E402
 from sagan_restore.errors import UserError  # noqa: E402
-from sagan_restore.evaluate import cpu_name  # noqa: E402
+from sagan_restore.evaluation.machine import cpu_name  # noqa: E402
 from sagan_restore.export import export_onnx, onnx_parity, parity_image  # noqa: E402
 from sagan_restore.infer.enhance import Enhancer  # noqa: E402
 from sagan_restore.infer.loading import load_model  # noqa: E402

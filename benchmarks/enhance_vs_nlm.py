@@ -30,7 +30,8 @@ from skimage import data
 
 from sagan_restore.baselines import nlm_strengths
 from sagan_restore.devices import cpu_has_native_bf16
-from sagan_restore.evaluate import cpu_name, markdown_table
+from sagan_restore.evaluation.machine import cpu_name
+from sagan_restore.evaluation.report import markdown_table
 
 SIZE = (1152, 864)
 SIGMA = 25.0

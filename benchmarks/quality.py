@@ -18,9 +18,10 @@ from benchdoc import REPO, git_commit, replace_section, script_command
 
 from sagan_restore import baselines
 from sagan_restore.config import EvaluateConfig
-from sagan_restore.evaluate import (Record, Report, baseline_method, condition_cell, evaluate, markdown_table,
-                                    method_notes, model_methods, quality_cell, sharpness_cell, speed_cell,
-                                    write_report)
+from sagan_restore.evaluation.methods import baseline_method, model_methods
+from sagan_restore.evaluation.report import (condition_cell, markdown_table, method_notes,
+                                             quality_cell, sharpness_cell, speed_cell, write_report)
+from sagan_restore.evaluation.runner import Record, Report, evaluate
 
 DEFAULT_ROOT = REPO.parent / "shared" / "benchmarks"
 DENOISING_SETS = ("McMaster", "Set12")  # colour, grey

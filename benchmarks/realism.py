@@ -15,8 +15,10 @@ from pathlib import Path
 from benchdoc import REPO, git_commit, replace_section, script_command
 
 from sagan_restore.config import EvaluateConfig
-from sagan_restore.evaluate import (baseline_method, condition_cell, cpu_name, evaluate, markdown_table,
-                                    method_notes, model_methods, model_names, write_report)
+from sagan_restore.evaluation.machine import cpu_name
+from sagan_restore.evaluation.methods import baseline_method, model_methods, model_names
+from sagan_restore.evaluation.report import condition_cell, markdown_table, method_notes, write_report
+from sagan_restore.evaluation.runner import evaluate
 
 
 def parse_args(argv=None) -> argparse.Namespace:

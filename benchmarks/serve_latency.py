@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from benchdoc import git_commit, replace_section, script_command  # noqa: E402
-from sagan_restore.evaluate import cpu_name  # noqa: E402
+from sagan_restore.evaluation.machine import cpu_name  # noqa: E402
 from sagan_restore.infer.enhance import Enhancer, enhance_file  # noqa: E402
 
 

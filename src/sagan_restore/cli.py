@@ -567,19 +567,22 @@ def evaluate_config_from_args(args):
 
 
 def run_evaluate(args) -> int:
-    from sagan_restore.evaluate import applies, build_methods, conditions_for, evaluate, markdown_tables, \
-        open_test_set, write_report
+    from sagan_restore.evaluation.methods import applies, build_methods
+    from sagan_restore.evaluation.report import markdown_tables, write_report
+    from sagan_restore.evaluation.runner import evaluate
+    from sagan_restore.evaluation.sets import conditions_for, open_test_set
 
     cfg = evaluate_config_from_args(args)
     if (args.out / "results.json").exists() and not args.overwrite:
         raise UserError(f"--out {args.out}: results.json already there (pass --overwrite to replace it)")
-    conditions = [c for root in cfg.sets for c in conditions_for(open_test_set(root), cfg)]
+    test_sets = [open_test_set(root) for root in cfg.sets]  # a bad --set fails before any model loads
+    conditions = [c for test_set in test_sets for c in conditions_for(test_set, cfg)]
     methods = build_methods(cfg)
     unused = [m.name for m in methods if not any(applies(m, c) for c in conditions)]
     if unused:
         raise UserError(f"--model {', '.join(unused)}: no set or --scale here matches the model's factor "
                         f"({', '.join(f'x{m.scale}' for m in methods if m.name in unused)})")
-    report = evaluate(cfg, progress=not args.no_progress, methods=methods)
+    report = evaluate(cfg, progress=not args.no_progress, methods=methods, test_sets=test_sets)
     written = write_report(report, args.out, overwrite=args.overwrite)
     print(markdown_tables(report.records))
     print(f"wrote {', '.join(str(p) for p in written)}")
