@@ -90,7 +90,7 @@ def with_value_range(cfg: TrainConfig) -> TrainConfig:
         values, valid = read_raster(path, kind, max_pixels=cfg.max_pixels)
         _check_bands(path, values.shape[2], cfg.generator.in_channels)
         samples.append(sample_values(values, valid))
-    if cfg.degradation.quantize_share > 0:
+    if cfg.degradation.quantize_share > 0 and cfg.data is None and cfg.aligned is None:  # degraded on the fly
         warnings.warn(f"--quantize-share {cfg.degradation.quantize_share:g} rounds that share of raster inputs to "
                       "8 bits of the value range (clipping what lies outside it); pass --quantize-share 0 to "
                       "train on their full precision")

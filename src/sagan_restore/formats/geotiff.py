@@ -164,7 +164,8 @@ def _scaled_transform(transform, scale: int):
     """The same origin and ground extent with `scale` times as many pixels: each pixel 1/scale the size."""
     from rasterio.transform import Affine
 
-    return transform * Affine.scale(1 / scale)
+    a, b, c, d, e, f = transform[:6]
+    return Affine(a / scale, b / scale, c, d / scale, e / scale, f)  # transform x scale(1/s), written out
 
 
 def _copy_metadata(src, dst, *, indexes: tuple[int, ...], scale: int) -> None:
