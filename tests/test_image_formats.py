@@ -202,13 +202,13 @@ def test_tiff_layouts_we_cannot_enhance_are_refused_in_one_line(tmp_path, capsys
     assert not (tmp_path / "out" / "odd.tif").exists()
 
 
-def test_five_contiguous_channels_are_refused_by_count(tmp_path, capsys):
+def test_five_contiguous_channels_are_a_raster_that_needs_bands(tmp_path, capsys):
     import tifffile
 
     tifffile.imwrite(tmp_path / "odd.tif", np.zeros((16, 16, 5), np.uint8), photometric="minisblack",
                      planarconfig="contig")
-    code, out = _enhance(tmp_path, "odd.tif", capsys)
-    assert code == 1 and "5 channels" in out.out
+    code, out = _enhance(tmp_path, "odd.tif", capsys)  # read as a 5-band raster (tests/test_rasters.py)
+    assert code == 1 and "5 bands, and the model takes 3" in out.out and "--bands" in out.out
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64])

@@ -94,7 +94,11 @@ def _decoding(path: Path):
 @contextmanager
 def open_raster(path: Path) -> Iterator[RasterReader]:
     rasterio = _rasterio(path)
-    with rasterio.Env(**GDAL_OPTIONS):
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with rasterio.Env(**GDAL_OPTIONS), warnings.catch_warnings():
+        # A TIFF of many bands or int16 samples need not be georeferenced; it is a raster all the same.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with _decoding(path):
             dataset = rasterio.open(path)
         with dataset:

@@ -34,7 +34,7 @@ MEASURE_SAMPLES = 1_000_000  # pixels per file looked at when measuring a range:
 
 def raster_kind(path: Path) -> RasterKind | None:
     """"dicom" for .dcm/.dicom files; "geotiff" for a TIFF the photo reader would lose or refuse
-    (georeferenced, with nodata, more than 4 bands, or signed samples); None for photos."""
+    (georeferenced, with nodata, more than 4 bands, or int16 samples); None for photos."""
     suffix = Path(path).suffix.lower()
     if suffix in DICOM_SUFFIXES:
         return "dicom"
@@ -50,7 +50,7 @@ def _tiff_is_raster(path: Path) -> bool:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             return (any(code in page.tags for code in GEO_TAGS) or page.samplesperpixel > 4
-                    or np.dtype(page.dtype).kind == "i")
+                    or np.dtype(page.dtype) == np.int16)
     except (*DECODER_ERRORS, tifffile.TiffFileError):
         return False  # the photo reader reports what is wrong with it
 
