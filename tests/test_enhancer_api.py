@@ -74,3 +74,29 @@ def test_bad_inputs_are_user_errors(model_path):
         enhancer.enhance(np.zeros((8, 8, 5), dtype=np.uint8))
     with pytest.raises(UserError, match="more than twice the overlap"):
         Enhancer.load(model_path, tile=48, overlap=32)
+
+
+def test_strength_scales_how_much_the_shipped_denoiser_removes():
+    """--strength tells a noise-map model more or less noise than it estimates: the shipped denoiser then
+    takes out more or less. Tiles of one image are all told the whole image's level."""
+    rng = np.random.default_rng(5)
+    clean = photo(96, 96)
+    noisy = np.clip(clean + rng.normal(0, 15 / 255, clean.shape), 0, 1).astype(np.float32)
+    removed = []
+    for strength in (0.25, 1.0, 3.0):
+        out = Enhancer.load("denoise", tile=0, strength=strength).enhance(noisy)
+        removed.append(float(np.abs(out - noisy).mean()))
+    assert removed[0] < 0.8 * removed[1] and removed[1] < 0.8 * removed[2], removed
+    whole = Enhancer.load("denoise", tile=0).enhance(noisy)
+    tiled_model = Enhancer.load("denoise", tile=48, overlap=16)
+    tiled = tiled_model.enhance(noisy)
+    assert np.abs(tiled - whole).max() < 0.02
+    level = float(tiled_model.image_noise_level(noisy))
+    assert 10 / 255 < level < 20 / 255  # the estimate finds the sigma-15 noise
+
+
+def test_strength_is_refused_where_it_means_nothing(sr_identity_path):
+    with pytest.raises(UserError, match="--strength: .* no noise-level input"):
+        Enhancer.load(sr_identity_path, strength=0.5)
+    with pytest.raises(UserError, match="--strength 9"):
+        Enhancer.load("denoise", strength=9)

@@ -311,6 +311,10 @@ def add_enhance_parser(sub) -> None:
                         "`sagan-restore models`), 0 for your own models")
     p.add_argument("--realism-model", metavar="M",
                    help="the GAN fine-tune of your own --model that --realism leans towards")
+    p.add_argument("--strength", type=float, default=1.0, metavar="S",
+                   help="denoising strength of models with a noise-level input (denoise, real-restore): the "
+                        "noise they are told there is, as a multiple of their own estimate; 0.5 keeps more "
+                        "grain and fine detail, 2 smooths more (default 1, range 0-4)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     files = p.add_argument_group("files")
     files.add_argument("--recursive", action="store_true",
@@ -372,7 +376,8 @@ def run_enhance(args) -> int:
     with distributed.session(pick_device(args.device)) as (rank, device):
         enhancer = Enhancer.load(enhance_model(args.model, args.scale, args.outscale), device=str(device),
                                  tile=args.tile, overlap=args.overlap, batch=args.batch, half=args.half,
-                                 compile=args.compile, realism=args.realism, realism_model=args.realism_model)
+                                 compile=args.compile, realism=args.realism, realism_model=args.realism_model,
+                                 strength=args.strength)
         if args.scale is not None and enhancer.scale != args.scale:
             raise UserError(f"--scale {args.scale}: --model {args.model} upscales x{enhancer.scale}; leave out one "
                             f"of the two")

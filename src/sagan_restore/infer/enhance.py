@@ -25,6 +25,9 @@ from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings
 from sagan_restore.io import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image,
                               to_channels, to_memory, write_image)
 from sagan_restore.models.generator import UNetGenerator
+from sagan_restore.models.noise_level import estimate_noise_level
+
+MAX_STRENGTH = 4.0  # --strength: beyond 4x its own estimate a denoiser only paints flat areas
 
 
 class Enhancer:
@@ -35,7 +38,15 @@ class Enhancer:
     """
 
     def __init__(self, model: UNetGenerator, device: torch.device, info: dict, *, settings: TileSettings,
-                 half: bool = False, compile: bool = False, name: str = "model"):
+                 half: bool = False, compile: bool = False, name: str = "model", strength: float = 1.0):
+        if not 0 <= strength <= MAX_STRENGTH:
+            raise UserError(f"--strength {strength:g}: must be between 0 and {MAX_STRENGTH:g} (1 = as the model "
+                            "judges the noise, below = gentler, above = stronger)")
+        if strength != 1 and not model.cfg.noise_map:
+            raise UserError(f"--strength: {name} has no noise-level input to scale; it works with models trained "
+                            "with --noise-map (denoise, real-restore)")
+        self.strength = strength
+        self._noise_level: torch.Tensor | None = None  # the whole image's, while enhance_pixels runs
         self.device = device
         self.info = info
         self.name = name  # the --model argument, for messages and a DICOM's derivation description
@@ -59,7 +70,7 @@ class Enhancer:
     @classmethod
     def load(cls, spec: str | Path, *, device: str = "cpu", tile: int | None = None, overlap: int = 32,
              batch: int | None = None, half: bool = False, compile: bool = False, realism: float | None = None,
-             realism_model: str | Path | None = None) -> "Enhancer":
+             realism_model: str | Path | None = None, strength: float = 1.0) -> "Enhancer":
         """A pretrained model by name, or one from a run folder, .safetensors or .pt file.
 
         tile: input pixels per tile side; None picks one from the free memory, 0 runs whole images at once.
@@ -67,7 +78,8 @@ class Enhancer:
         half: bf16 (or fp16) autocast on a GPU, bf16 on a CPU that runs it natively. compile: torch.compile the model.
         realism: 0 faithful .. 1 the GAN variant's sharpness, interpolated in between; None = the pretrained
         model's documented default (see infer/loading.load_model). realism_model: the GAN variant of your own
-        model.
+        model. strength: for models with a noise-level input, how much noise they are told there is, as a
+        multiple of their own estimate (0.5 keeps more grain and detail, 2 smooths more).
         """
         torch_device = pick_device(device)
         model, info = load_model(spec, device=torch_device, realism=realism, realism_model=realism_model)
@@ -78,7 +90,8 @@ class Enhancer:
         settings = auto_tile_settings(model.cfg, torch_device, overlap=overlap, batch=batch,
                                       tile=None if tile is None else _tile_multiple(tile, overlap, model.multiple),
                                       bytes_per_value=2 if half and torch_device.type == "cuda" else 4)
-        return cls(model, torch_device, info, settings=settings, half=half, compile=compile, name=str(spec))
+        return cls(model, torch_device, info, settings=settings, half=half, compile=compile, name=str(spec),
+                   strength=strength)
 
     @property
     def scale(self) -> int:
@@ -111,18 +124,34 @@ class Enhancer:
         return to_channels(out, channels) if out.shape[2] != channels else out
 
     def _tiled(self, pixels: np.ndarray, progress: bool, on_tiles: OnTiles | None) -> np.ndarray:
-        out, self.settings = tiled_apply_shrinking(
-            np.ascontiguousarray(pixels, dtype=np.float32), self.run_batch, self.settings, device=self.device,
-            multiple=self.model.multiple, scale=self.scale, out_channels=self.model.cfg.out_channels,
-            progress=progress, on_tiles=on_tiles)
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        # One noise level for the whole image: every tile is told the same (no seams between tiles judged
+        # differently), and a whole image's estimate is steadier than a tile's.
+        self._noise_level = self.image_noise_level(pixels)
+        try:
+            out, self.settings = tiled_apply_shrinking(
+                pixels, self.run_batch, self.settings, device=self.device, multiple=self.model.multiple,
+                scale=self.scale, out_channels=self.model.cfg.out_channels, progress=progress, on_tiles=on_tiles)
+        finally:
+            self._noise_level = None
         return out
+
+    def image_noise_level(self, pixels: np.ndarray) -> torch.Tensor | None:
+        """The level a noise-map model is told for this (H, W, C) image: its estimate times the strength."""
+        if not self.model.cfg.noise_map:
+            return None
+        level = estimate_noise_level(torch.from_numpy(pixels).permute(2, 0, 1)[None])
+        return (level * self.strength).to(self.device)
 
     def run_batch(self, tiles: np.ndarray) -> np.ndarray:
         """(B, C, h, w) float32 tiles on the host -> (B, C_out, s*h, s*w) float32 results on the host."""
         x = torch.from_numpy(tiles).to(self.device).contiguous(memory_format=torch.channels_last)
+        level = self._noise_level
+        if level is None and self.strength != 1:  # tiles of a streamed raster: each tile's estimate, scaled
+            level = estimate_noise_level(x) * self.strength
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            y = self.forward(x)
+            y = self.forward(x) if level is None else self.forward(x, level)
         return y.float().cpu().numpy()
 
     def upscale_alpha(self, alpha: np.ndarray) -> np.ndarray:

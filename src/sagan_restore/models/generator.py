@@ -145,11 +145,14 @@ class UNetGenerator(nn.Module):
     def multiple(self) -> int:
         return self.cfg.multiple
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) in [0, 1]
+    def forward(self, x: torch.Tensor, noise_level: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C_in, H, W) in [0, 1]. noise_level: (B,) or a scalar tensor, for models with a noise-level
+        map: what the map holds instead of the built-in estimate on x (a whole image's level for each of its
+        tiles, or a level scaled by the user to denoise more or less)."""
         h, w = x.shape[-2:]
         x_padded = pad_to_multiple(x, self.multiple)
         if self.cfg.noise_map:  # estimated on the unpadded input: mirrored borders would repeat its noise
-            x_padded = torch.cat([x_padded, noise_level_map(x, x_padded.shape[-2:])], 1)
+            x_padded = torch.cat([x_padded, noise_level_map(x, x_padded.shape[-2:], noise_level)], 1)
         feat = self.head(x_padded)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):

@@ -23,7 +23,9 @@ def estimate_noise_level(x: torch.Tensor) -> torch.Tensor:
     return lower_median * MAD_TO_SIGMA
 
 
-def noise_level_map(x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """A (B, 1, *size) plane (default: x's size) holding each image's estimated noise level."""
-    level = estimate_noise_level(x).to(x.dtype)
-    return level.view(-1, 1, 1, 1).expand(-1, 1, *(size or x.shape[-2:]))
+def noise_level_map(x: torch.Tensor, size: tuple[int, int] | None = None,
+                    level: torch.Tensor | None = None) -> torch.Tensor:
+    """A (B, 1, *size) plane (default: x's size) holding each image's noise level: `level` (B,) where the
+    caller knows it (one estimate for a whole tiled image, or a user's strength), else estimated on x."""
+    level = (estimate_noise_level(x) if level is None else level).to(x.dtype)
+    return level.reshape(-1, 1, 1, 1).expand(x.shape[0], 1, *(size or x.shape[-2:]))
