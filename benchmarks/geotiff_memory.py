@@ -1,8 +1,8 @@
-"""Peak memory and throughput of `enhance` on large single-band uint16 GeoTIFFs, streamed strip by strip.
+"""Peak memory and throughput of `enhance` on large single-band uint16 GeoTIFFs, streamed window by window.
 
-    python benchmarks/geotiff_memory.py --size 5000 10000 20000
+    python benchmarks/geotiff_memory.py --size 5000 40000x2000 2000x40000 20000
 
-For each size: writes a synthetic size x size uint16 GeoTIFF (tiled, DEFLATE, UTM CRS, 10 m pixels, nodata 0
+For each size (N for N x N, or WIDTHxHEIGHT): writes a synthetic uint16 GeoTIFF of that size (tiled, DEFLATE, UTM CRS, 10 m pixels, nodata 0
 in one corner block), runs `sagan-restore enhance` on it in a fresh process, and reports that process's peak
 RSS (ru_maxrss from wait4) and megapixels per second; then checks the output's CRS, transform and nodata
 against the input's. The model defaults to a tiny untrained 1-channel generator (memory and throughput of
@@ -29,24 +29,30 @@ NODATA = 0
 CORNER = 1000  # a CORNER x CORNER block of nodata at the top left
 
 
-def write_raster(path: Path, size: int) -> None:
+def parse_size(text: str) -> tuple[int, int]:
+    """"5000" -> (5000, 5000); "40000x2000" -> (40000, 2000): (width, height)."""
+    width, _, height = text.partition("x")
+    return int(width), int(height or width)
+
+
+def write_raster(path: Path, width: int, height: int) -> None:
     """A smooth field plus noise, written one strip at a time so the script itself stays small."""
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
     rng = np.random.default_rng(0)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": 1, "dtype": "uint16",
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint16",
                "crs": "EPSG:32633", "transform": from_origin(500_000, 4_600_000, 10, 10), "nodata": NODATA,
                "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "bigtiff": "IF_SAFER"}
-    x = np.arange(size, dtype=np.float32)
+    x = np.arange(width, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
-        for y0 in range(0, size, 512):
-            rows = np.arange(y0, min(size, y0 + 512), dtype=np.float32)[:, None]
+        for y0 in range(0, height, 512):
+            rows = np.arange(y0, min(height, y0 + 512), dtype=np.float32)[:, None]
             field = 2000 + 1500 * np.sin(x / 700.0) * np.cos(rows / 900.0)
             strip = np.clip(field + rng.normal(0, 60, field.shape), 1, 65535).astype(np.uint16)
             strip[: max(0, CORNER - y0), :CORNER] = NODATA
-            dst.write(strip[None], window=Window(0, y0, size, len(rows)))
+            dst.write(strip[None], window=Window(0, y0, width, len(rows)))
 
 
 def tiny_model(path: Path) -> int:
@@ -87,7 +93,8 @@ def check_metadata(src: Path, dst: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, nargs="+", default=[5000, 10000, 20000])
+    parser.add_argument("--size", type=parse_size, nargs="+", help="N for N x N, or WIDTHxHEIGHT",
+                        default=[(5000, 5000), (40000, 2000), (2000, 40000), (20000, 20000)])
     parser.add_argument("--model", help="model to enhance with (default: a tiny untrained 1-channel generator)")
     parser.add_argument("--tile", default="512", help="enhance --tile (default 512)")
     parser.add_argument("--work", type=Path, help="folder for the rasters (default: a temporary one)")
@@ -104,13 +111,14 @@ def main() -> None:
         else:
             model, model_text = args.model, args.model
         rows = []
-        for size in args.size:
-            src = work / f"raster_{size}.tif"
-            write_raster(src, size)
+        for width, height in args.size:
+            src = work / f"raster_{width}x{height}.tif"
+            write_raster(src, width, height)
             seconds, rss = run_enhance(src, work / "out", model, args.tile)
             ok = check_metadata(src, work / "out" / src.name)
-            row = (f"{size} x {size}", f"{size * size / 1e6:.0f}", f"{rss:.0f}", f"{seconds:.0f}",
-                   f"{size * size / 1e6 / seconds:.2f}", ok)
+            megapixels = width * height / 1e6
+            row = (f"{width} x {height}", f"{megapixels:.0f}", f"{rss:.0f}", f"{seconds:.0f}",
+                   f"{megapixels / seconds:.2f}", ok)
             print(" | ".join(row), flush=True)
             rows.append(row)
             src.unlink()
@@ -126,8 +134,9 @@ def main() -> None:
         "",
         f"One band, uint16, DEFLATE-tiled input with a {CORNER} x {CORNER} nodata corner; `enhance --device cpu "
         f"-t {args.tile}` with {model_text}, x1. Peak RSS is the enhance process's own (`wait4`), "
-        "imports and model included. It stays flat as the raster grows: only a strip of tiles and its blend "
-        "accumulator are in memory (README, \"Rasters larger than memory\"). Throughput is that of this tiny "
+        "imports and model included. It stays flat as the raster grows, in width as in height: only one strip of "
+        "a column panel of tiles (8 tiles wide) and its blend accumulator are in memory (README, \"Rasters "
+        "larger than memory\"); rasters wider than a panel run the tiles across panel edges twice. Throughput is that of this tiny "
         "model on a busy machine, not of a real one.",
         "",
         *table,

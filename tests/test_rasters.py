@@ -24,6 +24,7 @@ from conftest import save_png
 from sagan_restore.checkpoint import save_generator
 from sagan_restore.cli import main
 from sagan_restore.infer import enhance as enhance_module
+from sagan_restore.infer import tiling
 from sagan_restore.infer.tiling import tiled_apply, tiled_apply_strips
 
 TINY_TRAIN = ["--width", "8", "--depth", "2", "--crop", "32", "--batch", "2", "--d-width", "8", "--no-progress",
@@ -184,7 +185,8 @@ def test_a_models_value_range_is_what_enhance_normalises_by(tmp_path, rng, monke
         np.testing.assert_array_equal(ds.read(), band)  # and the inverse maps the output back
 
 
-def test_strips_blend_as_the_whole_image_tiler_and_write_each_row_once():
+@pytest.mark.parametrize("panel", [None, 32])  # one panel, then panels narrower than the raster
+def test_strips_blend_as_the_whole_image_tiler_and_write_each_pixel_once(panel):
     rng = np.random.default_rng(1)
     pixels = rng.random((150, 97, 2), dtype=np.float32)
     conv = torch.nn.Sequential(torch.nn.Conv2d(2, 8, 3, padding=1), torch.nn.PixelShuffle(2))
@@ -195,21 +197,57 @@ def test_strips_blend_as_the_whole_image_tiler_and_write_each_row_once():
 
     options = dict(tile=48, overlap=12, multiple=8, scale=2, out_channels=2, batch=2)
     whole = tiled_apply(pixels, run, **options)
-    out, reads, writes = np.full_like(whole, np.nan), [], []
+    out, times_written, reads, writes = np.full_like(whole, np.nan), np.zeros(whole.shape[:2], int), [], []
 
-    def read_rows(y0, y1):
-        reads.append(y1 - y0)
-        return pixels[y0:y1]
+    def read_window(y0, y1, x0, x1):
+        reads.append((y1 - y0, x1 - x0))
+        return pixels[y0:y1, x0:x1]
 
-    def write_rows(y0, rows):
-        writes.append((y0, len(rows)))
-        out[y0:y0 + len(rows)] = rows
+    def write_window(y0, x0, block):
+        writes.append((x0, y0, len(block)))
+        out[y0:y0 + len(block), x0:x0 + block.shape[1]] = block
+        times_written[y0:y0 + len(block), x0:x0 + block.shape[1]] += 1
 
-    tiled_apply_strips(read_rows, write_rows, run, height=150, width=97, **options)
+    tiled_apply_strips(read_window, write_window, run, height=150, width=97, panel=panel, **options)
     np.testing.assert_allclose(out, whole, atol=1e-5)
-    assert max(reads) <= 48  # one strip of tiles at a time, never the image
-    assert [y0 for y0, _ in writes] == list(np.cumsum([0] + [n for _, n in writes[:-1]]))  # in order, once
-    assert sum(n for _, n in writes) == 300
+    assert (times_written == 1).all()
+    assert max(h for h, _ in reads) <= 48  # one strip of tiles at a time, never the image...
+    if panel:  # ...and, in panels, never the raster's width either
+        assert max(w for _, w in reads) <= panel + 2 * 48 < 97 + 2 * 48 and len({x0 for x0, *_ in writes}) == 4
+    for x0 in {x0 for x0, *_ in writes}:  # each panel top to bottom, row after row
+        rows = [(y0, n) for x, y0, n in writes if x == x0]
+        assert [y0 for y0, _ in rows] == list(np.cumsum([0] + [n for _, n in rows[:-1]]))
+
+
+def test_a_geotiff_wider_than_a_panel_keeps_every_sample_and_its_nodata(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(tiling, "PANEL_TILES", 1)
+    monkeypatch.setattr(tiling, "PANEL_ALIGN", 8)  # panels of 16 columns over a 56-column raster
+    bands = four_band(rng)
+    bands[:, 20:30, 14:20] = 0  # nodata across a panel edge
+    src = write_geotiff(tmp_path / "wide.tif", bands, nodata=0)
+    assert enhance(src, "-o", tmp_path / "out", "-n", model_file(tmp_path, channels=4), "-t", "16",
+                   "--overlap", "4") == 0
+    with rasterio.open(tmp_path / "out" / "wide.tif") as ds:
+        np.testing.assert_array_equal(ds.read(), bands)
+
+
+def test_geotiff_out_of_gpu_memory_starts_again_with_half_the_tile(tmp_path, rng, monkeypatch):
+    bands = four_band(rng)[:1]
+    src = write_geotiff(tmp_path / "g.tif", bands, nodata=0)
+    real_run = enhance_module.Enhancer.run_batch
+
+    def small_device(self, tiles):  # fits tiles of 32 pixels, not 64
+        if tiles.shape[-1] > 32:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(self, tiles)
+
+    monkeypatch.setattr(enhance_module.Enhancer, "run_batch", small_device)
+    with pytest.warns(UserWarning, match="out of memory.*continuing with tile 32"):
+        assert enhance(src, "-o", tmp_path / "out", "-n", model_file(tmp_path, channels=1), "-t", "64",
+                       "--overlap", "8") == 0
+    with rasterio.open(tmp_path / "out" / "g.tif") as ds:
+        np.testing.assert_array_equal(ds.read(), bands)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["g.tif"]  # the failed try left no file behind
 
 
 # DICOM --------------------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ super-resolution so the output covers the same ground at a finer pixel size; the
 descriptions, colour interpretation, units, scales and offsets; dataset and band tags; the sample type.
 It is written tiled (256 x 256) and DEFLATE-compressed, as a BigTIFF when it may pass 4 GB.
 
-Nothing here holds a whole raster: `RasterReader.read_rows` reads a window of rows and `RasterWriter`
-writes one, and GDAL's block cache is capped (GDAL_CACHEMAX), so memory stays bounded by the strip the
-caller asks for, whatever the raster's size.
+Nothing here holds a whole raster: `RasterReader.read_window` reads a window and `RasterWriter` writes
+one, and GDAL's block cache is capped (GDAL_CACHEMAX), so memory stays bounded by the windows the caller
+asks for, whatever the raster's size.
 """
 
 from __future__ import annotations
@@ -62,13 +62,14 @@ class RasterReader:
     def count(self) -> int:
         return self.dataset.count
 
-    def read_rows(self, y0: int, y1: int, indexes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Rows y0..y1-1 of the bands `indexes` (1-based): (values (h, W, n) float32, valid (h, W, n) bool).
-        Invalid: the nodata value, and NaN in float rasters (with or without a declared nodata)."""
+    def read_window(self, y0: int, y1: int, x0: int, x1: int,
+                    indexes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows y0..y1-1, columns x0..x1-1 of the bands `indexes` (1-based): (values (h, w, n) float32, valid
+        (h, w, n) bool). Invalid: the nodata value, and NaN in float rasters (with or without a declared nodata)."""
         from rasterio.windows import Window
 
         with _decoding(self.path):
-            raw = self.dataset.read(list(indexes), window=Window(0, y0, self.width, y1 - y0))  # (n, h, W)
+            raw = self.dataset.read(list(indexes), window=Window(x0, y0, x1 - x0, y1 - y0))  # (n, h, w)
         raw = np.moveaxis(raw, 0, -1)
         valid = np.ones(raw.shape, dtype=bool) if self.nodata is None or np.isnan(self.nodata) else raw != self.nodata
         values = raw.astype(np.float32)
@@ -111,7 +112,7 @@ def read_whole(path: Path, *, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
         if reader.height * reader.width > max_pixels:
             raise UserError(f"{path}: {reader.width}x{reader.height} is over --max-pixels {max_pixels:g} for a "
                             "training image; cut it into smaller rasters (e.g. gdal_retile.py)")
-        return reader.read_rows(0, reader.height, tuple(range(1, reader.count + 1)))
+        return reader.read_window(0, reader.height, 0, reader.width, tuple(range(1, reader.count + 1)))
 
 
 def size(path: Path) -> tuple[int, int]:
@@ -121,19 +122,19 @@ def size(path: Path) -> tuple[int, int]:
 
 
 class RasterWriter:
-    """An output GeoTIFF being written strip by strip."""
+    """An output GeoTIFF being written window by window."""
 
     def __init__(self, dataset, path: Path):
         self.dataset = dataset
         self.path = path
 
-    def write_rows(self, y0: int, samples: np.ndarray) -> None:
-        """(h, W, bands) samples of the output's type at output rows y0..y0+h-1."""
+    def write_window(self, y0: int, x0: int, samples: np.ndarray) -> None:
+        """(h, w, bands) samples of the output's type at output rows y0..y0+h-1, columns x0..x0+w-1."""
         from rasterio.errors import RasterioError
         from rasterio.windows import Window
 
         try:
-            self.dataset.write(np.moveaxis(samples, -1, 0), window=Window(0, y0, samples.shape[1], samples.shape[0]))
+            self.dataset.write(np.moveaxis(samples, -1, 0), window=Window(x0, y0, samples.shape[1], samples.shape[0]))
         except RasterioError as err:  # GDAL reports a full disk this way, not as an OSError
             raise UserError(f"{self.path}: could not write it ({first_line(err)}); any previous version is "
                             "unchanged") from None

@@ -1,4 +1,4 @@
-"""Enhancing rasters: GeoTIFFs streamed strip by strip, DICOMs frame by frame, bands chosen explicitly.
+"""Enhancing rasters: GeoTIFFs streamed window by window, DICOMs frame by frame, bands chosen explicitly.
 
 Which bands a model sees (`plan_bands`): a raster with as many bands as the model has channels is
 enhanced whole; a one-band raster goes through a colour model as three equal channels, as grey photos
@@ -22,7 +22,8 @@ from sagan_restore.config import ValueRange
 from sagan_restore.errors import UserError
 from sagan_restore.formats.raster import (RasterKind, default_value_range, denormalize, fill_nodata, for_bands,
                                           mask_nodata, normalize, to_samples)
-from sagan_restore.infer.tiling import RunBatch, tiled_apply_shrinking, tiled_apply_strips
+from sagan_restore.infer.tiling import (RunBatch, TileSettings, shrinking, tiled_apply_shrinking,
+                                        tiled_apply_strips)
 
 BandChoice = tuple[int, ...] | Literal["all"] | None  # --bands 3,2,1, --bands all, or not given
 
@@ -95,8 +96,9 @@ def enhance_raster(enhancer, src: Path, dst: Path, *, kind: RasterKind, bands: B
 
 @torch.inference_mode()
 def enhance_geotiff(enhancer, src: Path, dst: Path, *, bands: BandChoice, model: str, progress: bool) -> float:
-    """Strip by strip through `tiled_apply_strips`: memory holds one strip of tiles, never the raster
-    (README, "Rasters larger than memory", gives the bound). --max-pixels does not apply: nothing is held whole."""
+    """Window by window through `tiled_apply_strips`: memory holds one strip of a column panel of tiles,
+    never the raster (README, "Rasters larger than memory", gives the bound). --max-pixels does not apply:
+    nothing is held whole. The GPU running out of memory starts the file again with half the tile."""
     from sagan_restore.formats import geotiff
 
     cfg, scale = enhancer.model.cfg, enhancer.scale
@@ -104,33 +106,41 @@ def enhance_geotiff(enhancer, src: Path, dst: Path, *, bands: BandChoice, model:
         plan = plan_bands(src, reader.count, cfg.in_channels, bands)
         value_range = model_value_range(enhancer.info, bands=len(plan.indexes), model=model,
                                         default=default_value_range(reader.dtype, len(plan.indexes)))
-        strip: dict = {}  # the valid mask of the strip read last, for the output rows written after it
+        last: dict = {}  # the valid mask of the window read last, for the output written after it
 
-        def read_rows(y0: int, y1: int) -> np.ndarray:
-            values, valid = reader.read_rows(y0, y1, plan.indexes)
-            strip.update(y0=y0, valid=valid)
+        def read_window(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+            values, valid = reader.read_window(y0, y1, x0, x1, plan.indexes)
+            last.update(y0=y0, x0=x0, valid=valid)
             return fill_nodata(normalize(values, value_range), valid)
 
-        def valid_rows(y0: int, y1: int) -> np.ndarray:
-            start = y0 - strip["y0"]
-            if start >= 0 and y1 - strip["y0"] <= len(strip["valid"]):
-                return strip["valid"][start: y1 - strip["y0"]]
-            return reader.read_rows(y0, y1, plan.indexes)[1]
+        def valid_window(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+            # The tiler writes only pixels of the strip it read last, so their mask is at hand.
+            valid = last["valid"]
+            rows, cols = slice(y0 - last["y0"], y1 - last["y0"]), slice(x0 - last["x0"], x1 - last["x0"])
+            assert 0 <= rows.start and rows.stop <= valid.shape[0] and 0 <= cols.start and cols.stop <= valid.shape[1]
+            return valid[rows, cols]
 
-        with geotiff.create_like(dst, reader, scale=scale, indexes=plan.indexes) as writer:
-            def write_rows(y0: int, rows: np.ndarray) -> None:
-                samples = to_samples(denormalize(rows, value_range), reader.dtype)
-                if reader.has_nodata:
-                    first, last = y0 // scale, (y0 + len(rows) - 1) // scale + 1
-                    valid = np.repeat(np.repeat(valid_rows(first, last), scale, axis=0), scale, axis=1)
-                    samples = mask_nodata(samples, valid[y0 - first * scale: y0 - first * scale + len(rows)],
-                                          reader.nodata)
-                writer.write_rows(y0, samples)
+        def write_window(writer, y0: int, x0: int, pixels: np.ndarray) -> None:
+            samples = to_samples(denormalize(pixels, value_range), reader.dtype)
+            if reader.has_nodata:
+                (h, w), first_row, first_col = pixels.shape[:2], y0 // scale, x0 // scale
+                valid = valid_window(first_row, (y0 + h - 1) // scale + 1, first_col, (x0 + w - 1) // scale + 1)
+                valid = np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
+                top, left = y0 - first_row * scale, x0 - first_col * scale
+                samples = mask_nodata(samples, valid[top: top + h, left: left + w], reader.nodata)
+            writer.write_window(y0, x0, samples)
 
-            s = enhancer.settings
-            tiled_apply_strips(read_rows, write_rows, band_runner(enhancer.run_batch, plan), height=reader.height,
-                               width=reader.width, tile=s.tile, overlap=s.overlap, multiple=enhancer.model.multiple,
-                               scale=scale, out_channels=len(plan.indexes), batch=s.batch, progress=progress)
+        def attempt(s: TileSettings) -> None:
+            # A fresh output each time: a failed attempt's temporary file is removed by create_like.
+            with geotiff.create_like(dst, reader, scale=scale, indexes=plan.indexes) as writer:
+                tiled_apply_strips(read_window, lambda y0, x0, pixels: write_window(writer, y0, x0, pixels),
+                                   band_runner(enhancer.run_batch, plan), height=reader.height,
+                                   width=reader.width, tile=s.tile, overlap=s.overlap,
+                                   multiple=enhancer.model.multiple, scale=scale, out_channels=len(plan.indexes),
+                                   batch=s.batch, progress=progress)
+
+        _, enhancer.settings = shrinking(attempt, enhancer.settings, device=enhancer.device, height=reader.height,
+                                         width=reader.width, multiple=enhancer.model.multiple)
         return reader.height * reader.width / 1e6
 
 

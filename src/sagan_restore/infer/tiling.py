@@ -1,4 +1,6 @@
-"""Tiled inference: the whole image stays in host memory, only tiles (in batches) go to the device.
+"""Tiled inference: the whole image stays in host memory, only tiles (in batches) go to the device; or, for
+rasters larger than memory (`tiled_apply_strips`), not even the image: windows are read and written as the
+tiles covering them are done.
 
 Why tiles: the generator's memory grows with the pixels it sees, and its self-attention costs O(N^2) in the
 tokens it sees (a 12-megapixel photo has 187k tokens at 1/8 resolution). With tiles both are bounded by the
@@ -27,6 +29,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +41,7 @@ from sagan_restore.models.generator import UPSAMPLING_STEPS
 
 RunBatch = Callable[[np.ndarray], np.ndarray]  # (B, C, h, w) float32 -> (B, C_out, s*h, s*w) float32
 OnTiles = Callable[[int, int], None]  # (tiles done, tiles in all), called after each batch
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -170,35 +174,89 @@ def tiled_apply(pixels: np.ndarray, run: RunBatch, *, tile: int, overlap: int, m
     return out
 
 
-ReadRows = Callable[[int, int], np.ndarray]  # (y0, y1) -> input rows y0..y1-1, (y1 - y0, W, C) float32
-WriteRows = Callable[[int, np.ndarray], None]  # (first output row, (rows, s*W, C_out) float32 finished rows)
+ReadWindow = Callable[[int, int, int, int], np.ndarray]  # (y0, y1, x0, x1) -> input [y0:y1, x0:x1], (h, w, C) float32
+WriteWindow = Callable[[int, int, np.ndarray], None]  # (output row, output column, (h, w, C_out) float32 finished)
+
+# A panel owns PANEL_TILES tiles' width of columns, so a strip of it holds a bounded number of tiles whatever
+# the raster's width. Its edges fall on multiples of PANEL_ALIGN input columns: output blocks of GeoTIFF's
+# usual 256 pixels then never straddle two panels (a block GDAL flushes half-written is rewritten, and
+# grows a compressed file).
+PANEL_TILES = 8
+PANEL_ALIGN = 256
 
 
-def tiled_apply_strips(read_rows: ReadRows, write_rows: WriteRows, run: RunBatch, *, height: int, width: int,
-                       tile: int, overlap: int, multiple: int, scale: int, out_channels: int, batch: int = 1,
-                       progress: bool = False, on_tiles: OnTiles | None = None) -> None:
-    """`tiled_apply` for images larger than memory: the same grid and blending windows, one row of tiles
-    at a time. Each strip of input rows is read through `read_rows`, its tiles are blended into an
-    accumulator of the output rows they touch, and every output row no later strip reaches is handed to
-    `write_rows` (in order, each row once) and dropped.
+def panel_width(tile: int, width: int) -> int:
+    """Input columns one panel owns: PANEL_TILES tiles rounded up to PANEL_ALIGN; tile = 0, the whole width."""
+    if tile == 0:
+        return width
+    return math.ceil(PANEL_TILES * tile / PANEL_ALIGN) * PANEL_ALIGN
 
-    Memory holds one input strip (tile x W x C) and at most one strip of output rows (s*tile x s*W x C_out),
-    whatever the image's height; the result equals `tiled_apply`'s up to float rounding. tile = 0 makes
-    the whole image one strip.
+
+def overlapping(plan: AxisPlan, start: int, stop: int) -> range:
+    """Indexes of the tiles that cover any of the pixels start..stop-1 (a run: starts and ends both rise)."""
+    first = next(j for j, end in enumerate(plan.ends) if end > start)
+    last = max(j for j, begin in enumerate(plan.starts) if begin < stop)
+    return range(first, last + 1)
+
+
+def tiled_apply_strips(read_window: ReadWindow, write_window: WriteWindow, run: RunBatch, *, height: int,
+                       width: int, tile: int, overlap: int, multiple: int, scale: int, out_channels: int,
+                       batch: int = 1, panel: int | None = None, progress: bool = False,
+                       on_tiles: OnTiles | None = None) -> None:
+    """`tiled_apply` for images larger than memory, in both directions: the same grid and blending windows,
+    taken in column panels of `panel` input columns (default `panel_width`), each panel one strip of tiles
+    at a time from the top.
+
+    A panel owns its columns of the output. It runs every tile that covers any of them, so tiles across a
+    panel edge run once for each side (the cost: about one tile column in PANEL_TILES), and each owned
+    pixel gets the very sum of weighted tiles `tiled_apply` gives it. Each strip's input window is read
+    through `read_window`, its tiles are blended into an accumulator of the output rows they touch, and
+    every owned output pixel no later strip reaches is handed to `write_window` (each pixel once; within a
+    panel, top to bottom) and dropped.
+
+    Memory holds one input strip of a panel (tile x (panel + 2 tile) x C) and at most one strip of its
+    output (s*tile x s*(panel + 2 tile) x C_out), whatever the image's height and width; the result equals
+    `tiled_apply`'s up to float rounding. tile = 0 makes the whole image one strip of one panel.
     """
     grid = plan_grid(height, width, tile=tile, overlap=overlap, multiple=multiple)
     row_windows = axis_windows(grid.rows, scale=scale)
     col_windows = axis_windows(grid.cols, scale=scale)
-    columns = [(j, slice(x0, x1)) for j, (x0, x1) in enumerate(zip(grid.cols.starts, grid.cols.ends))]
-    written = 0  # output rows handed to write_rows so far; the accumulator starts at this row
-    pending = np.zeros((0, width * scale, out_channels), dtype=np.float32)
-    bar = tqdm(total=grid.count, unit="tile", leave=False, disable=not progress or grid.count < 2)
+    panel = panel or panel_width(tile, width)
+    panels = [(x0, min(x0 + panel, width)) for x0 in range(0, width, panel)]
+    spans = [overlapping(grid.cols, x0, x1) for x0, x1 in panels]
+    total = len(grid.rows.starts) * sum(len(span) for span in spans)
+    bar = tqdm(total=total, unit="tile", leave=False, disable=not progress or total < 2)
     done = 0
+
+    def tiles_done(count: int) -> None:
+        nonlocal done
+        bar.update(count)
+        done += count
+        if on_tiles is not None:
+            on_tiles(done, total)
+
+    for (x0, x1), span in zip(panels, spans):
+        _panel_strips(read_window, write_window, run, grid=grid, row_windows=row_windows, col_windows=col_windows,
+                      owned=(x0, x1), span=span, height=height, scale=scale, out_channels=out_channels,
+                      batch=batch, tiles_done=tiles_done)
+    bar.close()
+
+
+def _panel_strips(read_window: ReadWindow, write_window: WriteWindow, run: RunBatch, *, grid: TileGrid,
+                  row_windows: list[np.ndarray], col_windows: list[np.ndarray], owned: tuple[int, int],
+                  span: range, height: int, scale: int, out_channels: int, batch: int,
+                  tiles_done: Callable[[int], None]) -> None:
+    """One panel of `tiled_apply_strips`: the tile columns `span`, output columns `owned` (input pixels)."""
+    left, right = grid.cols.starts[span[0]], grid.cols.ends[span[-1]]  # the input columns its tiles read
+    keep = slice((owned[0] - left) * scale, (owned[1] - left) * scale)  # its own columns in the accumulator
+    columns = [(j, slice(grid.cols.starts[j] - left, grid.cols.ends[j] - left)) for j in span]
+    written = 0  # output rows handed to write_window so far; the accumulator starts at this row
+    pending = np.zeros((0, (right - left) * scale, out_channels), dtype=np.float32)
     for i, (y0, y1) in enumerate(zip(grid.rows.starts, grid.rows.ends)):
-        strip = read_rows(y0, y1)
+        strip = read_window(y0, y1, left, right)
         grow = y1 * scale - written - len(pending)
         if grow > 0:
-            pending = np.concatenate([pending, np.zeros((grow, width * scale, out_channels), np.float32)])
+            pending = np.concatenate([pending, np.zeros((grow, *pending.shape[1:]), np.float32)])
         top = y0 * scale - written  # this strip's first output row in the accumulator
         tiles = [(i, j, slice(0, y1 - y0), cols) for j, cols in columns]
         for group in batches(tiles, batch):
@@ -208,18 +266,14 @@ def tiled_apply_strips(read_rows: ReadRows, write_rows: WriteRows, run: RunBatch
                 weight = row_windows[i][:, None] * col_windows[j][None, :]
                 target = pending[top: top + result.shape[1], cols.start * scale: cols.stop * scale]
                 target += result.transpose(1, 2, 0) * weight[..., None]
-            bar.update(len(group))
-            done += len(group)
-            if on_tiles is not None:
-                on_tiles(done, grid.count)
+            tiles_done(len(group))
         del strip
         # Rows above the next strip's first row get no more contributions: they are finished.
         finished = (grid.rows.starts[i + 1] if i + 1 < len(grid.rows.starts) else height) * scale - written
         if finished > 0:
-            write_rows(written, pending[:finished])
+            write_window(written, owned[0] * scale, pending[:finished, keep])
             pending = pending[finished:].copy()  # a copy, so the finished rows' memory is freed
             written += finished
-    bar.close()
     assert written == height * scale and len(pending) == 0, (written, len(pending))
 
 
@@ -304,20 +358,16 @@ def halved(settings: TileSettings, *, height: int, width: int, multiple: int, sm
     return TileSettings(smaller, min(settings.overlap, smaller // 4), settings.batch)
 
 
-def tiled_apply_shrinking(pixels: np.ndarray, run: RunBatch, settings: TileSettings, *, device: torch.device,
-                          multiple: int, scale: int, out_channels: int, progress: bool = False,
-                          on_tiles: OnTiles | None = None) -> tuple[np.ndarray, TileSettings]:
-    """`tiled_apply`, starting the image again with half the tile size whenever the GPU runs out of memory.
-    Returns the result and the settings that worked, for the next image. (Host memory running out is a
-    plain RuntimeError, or the kernel's OOM killer, and is not retried: the host holds the whole image.)"""
+def shrinking(attempt: Callable[[TileSettings], T], settings: TileSettings, *, device: torch.device, height: int,
+              width: int, multiple: int) -> tuple[T, TileSettings]:
+    """`attempt(settings)`, tried again from the start with half the tile size whenever the GPU runs out of
+    memory. Returns its result and the settings that worked, for the next image. (Host memory running out
+    is a plain RuntimeError, or the kernel's OOM killer, and is not retried.)"""
     while True:
         try:
-            out = tiled_apply(pixels, run, tile=settings.tile, overlap=settings.overlap, multiple=multiple,
-                              scale=scale, out_channels=out_channels, batch=settings.batch, progress=progress,
-                              on_tiles=on_tiles)
-            return out, settings
+            return attempt(settings), settings
         except torch.cuda.OutOfMemoryError:
-            smaller = halved(settings, height=pixels.shape[0], width=pixels.shape[1], multiple=multiple)
+            smaller = halved(settings, height=height, width=width, multiple=multiple)
             if smaller is None:
                 raise UserError(f"out of memory on {device} even with {settings.tile or 'whole-image'} tiles; "
                                 "free memory on the device or use --device cpu")
@@ -326,3 +376,15 @@ def tiled_apply_shrinking(pixels: np.ndarray, run: RunBatch, settings: TileSetti
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             settings = smaller
+
+
+def tiled_apply_shrinking(pixels: np.ndarray, run: RunBatch, settings: TileSettings, *, device: torch.device,
+                          multiple: int, scale: int, out_channels: int, progress: bool = False,
+                          on_tiles: OnTiles | None = None) -> tuple[np.ndarray, TileSettings]:
+    """`tiled_apply` under `shrinking`: the image starts again with half the tile whenever the GPU runs out."""
+    def attempt(s: TileSettings) -> np.ndarray:
+        return tiled_apply(pixels, run, tile=s.tile, overlap=s.overlap, multiple=multiple, scale=scale,
+                           out_channels=out_channels, batch=s.batch, progress=progress, on_tiles=on_tiles)
+
+    return shrinking(attempt, settings, device=device, height=pixels.shape[0], width=pixels.shape[1],
+                     multiple=multiple)
