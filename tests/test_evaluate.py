@@ -193,6 +193,25 @@ def test_paired_set_is_scored_as_given(tmp_path):
     assert 20 < noisy["psnr"] < 35
 
 
+def test_dicoms_in_a_set_are_skipped_with_a_warning(colour_set, tmp_path, capsys):
+    (colour_set / "scan.dcm").write_bytes(b"DICM")  # never opened: evaluate scores photos
+    out = tmp_path / "results"
+    with pytest.warns(UserWarning, match="skipping 1 DICOM file.*scan.dcm"):
+        assert main(["evaluate", "--set", str(colour_set), "--baselines", "noisy", "--sigma", "25", "--out", str(out),
+                     "--no-progress"]) == 0
+    assert json.loads((out / "results.json").read_text())["records"][0]["n_images"] == 3
+
+
+def test_dicom_pairs_are_skipped_and_a_set_of_only_those_is_refused(tmp_path, capsys):
+    for sub in ("lr", "hr"):
+        (tmp_path / "pairs" / sub).mkdir(parents=True)
+        (tmp_path / "pairs" / sub / "s.dcm").write_bytes(b"DICM")
+    with pytest.warns(UserWarning, match="skipping 1 DICOM"):
+        assert main(["evaluate", "--set", str(tmp_path / "pairs"), "--baselines", "noisy",
+                     "--out", str(tmp_path / "results")]) == 2
+    assert "no photo pairs in lr/ and hr/" in capsys.readouterr().err
+
+
 def test_user_errors_are_one_line(colour_set, model_path, tmp_path, capsys):
     out = str(tmp_path / "results")
     assert main(["evaluate", "--set", str(colour_set), "--baselines", "bicubic", "--out", out]) == 2

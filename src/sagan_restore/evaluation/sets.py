@@ -3,6 +3,7 @@ the conditions it is scored under, and its images as (input, target) cases."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +16,7 @@ from sagan_restore.data.degradations import quantize_8bit
 from sagan_restore.errors import UserError
 from sagan_restore.evaluation.protocol import (PROTOCOL_INPUT, QUANTIZED_INPUT, Case, Condition, bicubic_input,
                                                crop_to_multiple, protocol_noisy)
-from sagan_restore.io import list_images, quantize, read_image
+from sagan_restore.io import DICOM_SUFFIXES, list_images, quantize, read_image
 
 
 @dataclass
@@ -35,13 +36,37 @@ def open_test_set(root: Path) -> EvalSet:
     subfolders = paired_subfolders(root)
     if subfolders is not None:
         pairs = match_pairs(*subfolders)
+        dicom = [(lr, hr) for lr, hr in pairs if is_dicom(lr) or is_dicom(hr)]
+        _warn_skipped(root, [hr for _, hr in dicom])
+        pairs = [pair for pair in pairs if pair not in dicom]
+        if not pairs:
+            raise UserError(f"--set {root}: no photo pairs in {subfolders[0].name}/ and {subfolders[1].name}/")
         return EvalSet(root.name, root, "paired", [hr for _, hr in pairs], [lr for lr, _ in pairs],
                        pair_scale(pairs))
     hr_dir = root / "HR" if (root / "HR").is_dir() else root
-    targets = list_images(hr_dir)
+    targets = photos(hr_dir)
     if not targets:
         raise UserError(f"--set {root}: no images in it, and no HR/ or lr/ + hr/ subfolders")
     return EvalSet(root.name, root, "hr" if hr_dir != root else "clean", targets)
+
+
+def is_dicom(path: Path) -> bool:
+    return path.suffix.lower() in DICOM_SUFFIXES
+
+
+def photos(folder: Path) -> list[Path]:
+    """The images in `folder` but DICOMs (said in a warning): evaluate scores 8-bit photos, and a DICOM's
+    modality values have no such reading (enhance and train take them)."""
+    images = list_images(folder)
+    _warn_skipped(folder, [p for p in images if is_dicom(p)])
+    return [p for p in images if not is_dicom(p)]
+
+
+def _warn_skipped(folder: Path, dicoms: list[Path]) -> None:
+    if dicoms:
+        names = ", ".join(p.name for p in dicoms[:3]) + (", ..." if len(dicoms) > 3 else "")
+        warnings.warn(f"--set {folder}: skipping {len(dicoms)} DICOM file(s) ({names}); evaluate scores photos, "
+                      "enhance and train read DICOMs")
 
 
 def conditions_for(test_set: EvalSet, cfg: EvaluateConfig) -> list[Condition]:
@@ -61,7 +86,7 @@ def provided_inputs(test_set: EvalSet, scale: int) -> list[Path] | None:
     folder = test_set.root / "LR_bicubic" / f"X{scale}"
     if test_set.layout != "hr" or not folder.is_dir():
         return None
-    found = {p.stem: p for p in list_images(folder)}
+    found = {p.stem: p for p in list_images(folder) if not is_dicom(p)}
     inputs, missing = [], []
     for target in test_set.targets:
         match = found.get(f"{target.stem}x{scale}") or found.get(target.stem)
