@@ -208,11 +208,11 @@ def tiled_apply_strips(read_window: ReadWindow, write_window: WriteWindow, run: 
     at a time from the top.
 
     A panel owns its columns of the output. It runs every tile that covers any of them, so tiles across a
-    panel edge run once for each side (the cost: about one tile column in PANEL_TILES), and each owned
-    pixel gets the very sum of weighted tiles `tiled_apply` gives it. Each strip's input window is read
-    through `read_window`, its tiles are blended into an accumulator of the output rows they touch, and
-    every owned output pixel no later strip reaches is handed to `write_window` (each pixel once; within a
-    panel, top to bottom) and dropped.
+    panel edge run once for each side (one or two tile columns more per panel: 10-18% more tiles at tile
+    512), and each owned pixel gets the very sum of weighted tiles `tiled_apply` gives it. Each strip's
+    input window is read through `read_window`, its tiles are blended into an accumulator of the output
+    rows they touch, and every owned output pixel no later strip reaches is handed to `write_window` (each
+    pixel once; within a panel, top to bottom) and dropped.
 
     Memory holds one input strip of a panel (tile x (panel + 2 tile) x C) and at most one strip of its
     output (s*tile x s*(panel + 2 tile) x C_out), whatever the image's height and width; the result equals
