@@ -2,10 +2,11 @@
 
     python benchmarks/geotiff_memory.py --size 5000 40000x2000 2000x40000 20000
 
-For each size (N for N x N, or WIDTHxHEIGHT): writes a synthetic uint16 GeoTIFF of that size (tiled, DEFLATE, UTM CRS, 10 m pixels, nodata 0
-in one corner block), runs `sagan-restore enhance` on it in a fresh process, and reports that process's peak
-RSS (ru_maxrss from wait4) and megapixels per second; then checks the output's CRS, transform and nodata
-against the input's. The model defaults to a tiny untrained 1-channel generator (memory and throughput of
+For each size (N for N x N, or WIDTHxHEIGHT): writes a synthetic uint16 GeoTIFF of that size (tiled,
+DEFLATE, UTM CRS, 10 m pixels, nodata 0 in one corner block), runs `sagan-restore enhance` on it in a fresh
+process, and reports that process's peak RSS (ru_maxrss from wait4, through a small launcher: see
+LAUNCHER) and megapixels per second; then checks the output's CRS, transform and nodata against the
+input's. The model defaults to a tiny untrained 1-channel generator (memory and throughput of
 the streaming, not restoration quality); --model takes any other. The section goes into docs/BENCHMARKS.md.
 """
 
@@ -68,17 +69,26 @@ def tiny_model(path: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Started between this script and enhance, so enhance's peak RSS is its own: Linux carries the peak of the
+# process that forked (and exec'd) a child into the child's ru_maxrss, and this script's peak, from writing
+# a 40000-pixel-wide raster, is hundreds of MB. The launcher's own peak, about 10 MB, is the floor.
+LAUNCHER = ("import os, subprocess, sys; process = subprocess.Popen(sys.argv[1:]); "
+            "_, status, usage = os.wait4(process.pid, 0); print(f'maxrss_kb {usage.ru_maxrss}', flush=True); "
+            "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
 def run_enhance(src: Path, out: Path, model: str, tile: str) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one enhance process."""
     command = [sys.executable, "-m", "sagan_restore", "enhance", str(src), "-o", str(out), "-n", model,
                "--device", "cpu", "--no-progress", "--overwrite", "-t", tile]
     start = time.perf_counter()
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    *lines, last = done.stdout.splitlines()
+    print("\n".join(lines), flush=True)
+    if done.returncode != 0 or not last.startswith("maxrss_kb "):
         raise SystemExit(f"enhance failed: {' '.join(command)}")
-    return seconds, usage.ru_maxrss / 1024  # kB on Linux
+    return seconds, int(last.split()[1]) / 1024  # kB on Linux
 
 
 def check_metadata(src: Path, dst: Path) -> str:
@@ -133,11 +143,12 @@ def main() -> None:
         f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__}).",
         "",
         f"One band, uint16, DEFLATE-tiled input with a {CORNER} x {CORNER} nodata corner; `enhance --device cpu "
-        f"-t {args.tile}` with {model_text}, x1. Peak RSS is the enhance process's own (`wait4`), "
-        "imports and model included. It stays flat as the raster grows, in width as in height: only one strip of "
-        "a column panel of tiles (8 tiles wide) and its blend accumulator are in memory (README, \"Rasters "
-        "larger than memory\"); rasters wider than a panel run the tiles across panel edges twice. Throughput is that of this tiny "
-        "model on a busy machine, not of a real one.",
+        f"-t {args.tile}` with {model_text}, x1. Peak RSS is the enhance process's own (`wait4` in a small "
+        "launcher, so the script's own memory is not counted in), imports and model included. It stays flat as "
+        "the raster grows, in width as in height: only one strip of a column panel of tiles (8 tiles wide) and "
+        "its blend accumulator are in memory (README, \"Rasters larger than memory\"); rasters wider than a "
+        "panel run the tiles across panel edges twice. Throughput is that of this tiny model on a busy machine, "
+        "not of a real one.",
         "",
         *table,
     ])
