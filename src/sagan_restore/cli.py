@@ -114,6 +114,10 @@ def add_train_parser(sub) -> None:
                        help="D's normalisation (default instance, or none with --spectral-norm: independent of "
                             "the batch split); batch sees over-smooth outputs better, for GAN fine-tunes of L1 "
                             "models. With --spectral-norm it is added to the spectrally normalised convolutions")
+    model.add_argument("--d-arch", choices=["patch", "unet"], default=T["d_arch"],
+                       help="discriminator: patch (pix2pix's PatchGAN, default) or unet (Real-ESRGAN's U-Net "
+                            "discriminator with spectral norm: a verdict per pixel; --d-layers and --d-norm do "
+                            "not apply)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--iters", type=int, help=f"iterations (default {T['iters']})")
     opt.add_argument("--batch", type=int, default=T["batch"])
@@ -127,6 +131,9 @@ def add_train_parser(sub) -> None:
     opt.add_argument("--beta1", type=float, default=T["betas"][0])
     opt.add_argument("--beta2", type=float, default=T["betas"][1])
     opt.add_argument("--adv-weight", type=float, default=T["adv_weight"], help="0 = pure L1 model, no discriminator")
+    opt.add_argument("--fm-weight", type=float, default=T["fm_weight"],
+                     help="feature matching: L1 between D's features of output and target, this weight "
+                          "(default 0; needs --adv-weight above 0)")
     opt.add_argument("--l1-weight", type=float, default=T["l1_weight"], help="weight of the pixel loss")
     opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default=T["pixel_loss"])
     opt.add_argument("--fft-weight", type=float, default=T["fft_weight"],
@@ -207,7 +214,8 @@ def train_config_from_args(args):
         betas=(args.beta1, args.beta2), init_from=args.init_from, lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay, pixel_loss=args.pixel_loss, fft_weight=args.fft_weight,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
-        spectral_norm=args.spectral_norm, d_norm=args.d_norm or ("none" if args.spectral_norm else "instance"),
+        spectral_norm=args.spectral_norm, d_arch=args.d_arch, fm_weight=args.fm_weight,
+        d_norm=args.d_norm or ("none" if args.spectral_norm or args.d_arch == "unet" else "instance"),
         seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,
         max_pixels=int(args.max_pixels), precision=args.precision, ema=args.ema, accumulate=args.accumulate,

@@ -188,6 +188,10 @@ class TrainConfig:
     # L1 output from a real photo: a fresh D stays at chance against a trained denoiser for hundreds of
     # steps. "batch" (pix2pix's choice; real and fake then pass through D separately) keeps that cue.
     d_norm: Literal["instance", "batch", "none"] = "instance"
+    # D's shape: "patch" (pix2pix's PatchGAN, the options above) or "unet" (Real-ESRGAN's U-Net discriminator,
+    # spectral norm built in, a logit per pixel; d_width sets its width, d_layers and d_norm do not apply).
+    d_arch: Literal["patch", "unet"] = "patch"
+    fm_weight: float = 0.0  # > 0: feature matching on D's features (models/losses.py), this weight
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
@@ -211,7 +215,7 @@ class TrainConfig:
     value_range: ValueRange | None = None
 
     def __post_init__(self):
-        for name in ("precision", "pixel_loss", "lr_schedule", "d_norm"):
+        for name in ("precision", "pixel_loss", "lr_schedule", "d_norm", "d_arch"):
             check_choice(self, name)
         for name in ("iters", "batch", "crop", "save_every", "keep", "sample_every", "log_every", "max_pixels",
                      "accumulate"):
@@ -219,9 +223,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema {self.ema:g}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
-        for name in ("cache_mb", "workers", "fft_weight", "weight_decay", "adv_weight", "l1_weight", "dead_leaves"):
+        for name in ("cache_mb", "workers", "fft_weight", "weight_decay", "adv_weight", "l1_weight", "dead_leaves",
+                     "fm_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name):g}: must be 0 or more")
+        if self.d_arch == "unet" and self.d_norm != "none":
+            raise ValueError(f"d_norm {self.d_norm}: the U-Net discriminator has spectral norm and no other "
+                             "normalisation; use d_norm none with it")
+        if self.fm_weight > 0 and self.adv_weight == 0:
+            raise ValueError("fm_weight needs a discriminator: set adv_weight above 0 too")
         if not 0 <= self.lr_decay_from <= 1:
             raise ValueError(f"lr_decay_from {self.lr_decay_from:g}: a fraction of the run, 0..1")
 

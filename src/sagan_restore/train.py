@@ -57,9 +57,9 @@ from sagan_restore.errors import UserError, first_line
 from sagan_restore.infer.loading import load_model
 from sagan_restore.io import atomic_write
 from sagan_restore.metrics import psnr
-from sagan_restore.models.discriminator import PatchDiscriminator
+from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator
 from sagan_restore.models.generator import UNetGenerator
-from sagan_restore.models.losses import adversarial_loss, frequency_loss, pixel_loss
+from sagan_restore.models.losses import adversarial_loss, feature_matching_loss, frequency_loss, pixel_loss
 from sagan_restore.plots import plot_losses, save_sample_grid
 
 LOG_FIELDS = ["step", "seconds", "g_total", "g_l1", "g_adv", "d_real", "d_fake", "val_psnr", "lr", "skipped",
@@ -76,7 +76,7 @@ PARTIAL_WRITE = re.compile(
 @dataclass
 class Nets:
     generator: UNetGenerator
-    discriminator: PatchDiscriminator | None  # None when adv_weight is 0: no D cost at all
+    discriminator: PatchDiscriminator | UNetDiscriminator | None  # None when adv_weight is 0: no D cost
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
     ema: UNetGenerator | None = None  # moving average of the generator's weights (--ema)
@@ -157,7 +157,8 @@ def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
     d = None
     if cfg.adv_weight > 0:
         d_in = cfg.generator.in_channels + cfg.generator.out_channels
-        d = PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm,
+        d = UNetDiscriminator(d_in, width=cfg.d_width) if cfg.d_arch == "unet" else \
+            PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm,
                                norm=cfg.d_norm)
         d = d.to(device)
     if cfg.channels_last:
@@ -291,10 +292,17 @@ def g_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -
                 loss = loss + cfg.l1_weight * cfg.fft_weight * frequency_loss(fake, target)
             if d is not None:
                 with amp():
-                    logits = d(inputs, fake)
+                    if cfg.fm_weight > 0:
+                        logits, fake_features = d(inputs, fake, features=True)
+                        with torch.no_grad():
+                            _, real_features = d(inputs, target, features=True)
+                    else:
+                        logits = d(inputs, fake)
                 loss_adv = adversarial_loss(logits.float(), real=True)
                 loss = loss + cfg.adv_weight * loss_adv
                 totals["g_adv"] += loss_adv.item() / n
+                if cfg.fm_weight > 0:
+                    loss = loss + cfg.fm_weight * feature_matching_loss(fake_features, real_features)
             (loss / n).backward()
         totals["g_l1"] += loss_l1.item() / n
         totals["g_total"] += loss.item() / n

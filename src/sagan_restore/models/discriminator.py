@@ -1,4 +1,6 @@
-"""Conditional PatchGAN (pix2pix's NLayerDiscriminator): one real/fake logit per overlapping patch."""
+"""Discriminators, both conditional (they judge cat(input, output)): pix2pix's PatchGAN, one logit per
+overlapping 70x70 patch, and Real-ESRGAN's U-Net discriminator with spectral norm, one logit per pixel.
+Both can return their intermediate features, for the feature-matching loss (models/losses.py)."""
 
 import torch
 import torch.nn.functional as F
@@ -44,11 +46,72 @@ class PatchDiscriminator(nn.Module):
         blocks.append(conv(channels, 1, 1))
         self.net = nn.Sequential(*blocks)
 
-    def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """condition: the generator's input (upsampled to the image's size for SR); image: real or fake."""
-        if condition.shape[-2:] != image.shape[-2:]:
-            condition = F.interpolate(condition, size=image.shape[-2:], mode="bicubic", align_corners=False)
-        return self.net(torch.cat([condition, image], dim=1))
+    def forward(self, condition: torch.Tensor, image: torch.Tensor, *, features: bool = False):
+        """condition: the generator's input (upsampled to the image's size for SR); image: real or fake.
+        Logits, or (logits, the activations after each LeakyReLU) with `features`."""
+        x = conditioned(condition, image)
+        if not features:
+            return self.net(x)
+        found = []
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                found.append(x)
+        return x, found
+
+
+def conditioned(condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """What a conditional D looks at: the generator's input (resized to the image's size) beside the image."""
+    if condition.shape[-2:] != image.shape[-2:]:
+        condition = F.interpolate(condition, size=image.shape[-2:], mode="bicubic", align_corners=False)
+    return torch.cat([condition, image], dim=1)
+
+
+class UNetDiscriminator(nn.Module):
+    """Real-ESRGAN's UNetDiscriminatorSN, made conditional: three stride-2 convolutions down, bilinear x2
+    up with skips, and a logit for every pixel, so D says *where* an output looks fake (a per-pixel signal
+    where a patch logit gives one verdict per 70x70 patch). Spectral norm on every convolution but the
+    first and the last, and no other normalisation: what Real-ESRGAN found steady with its strong
+    degradations. Costs about 6x a PatchGAN of the same width (it runs at full resolution at both ends).
+    """
+
+    batch_norm = False  # real and fake may share one pass: nothing here mixes samples
+
+    def __init__(self, in_channels: int, *, width: int = 64):
+        super().__init__()
+        sn = apply_spectral_norm
+        w = width
+        self.conv0 = nn.Conv2d(in_channels, w, 3, padding=1)
+        self.downs = nn.ModuleList([sn(nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False)),
+                                    sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False)),
+                                    sn(nn.Conv2d(4 * w, 8 * w, 4, 2, 1, bias=False))])
+        self.ups = nn.ModuleList([sn(nn.Conv2d(8 * w, 4 * w, 3, 1, 1, bias=False)),
+                                  sn(nn.Conv2d(4 * w, 2 * w, 3, 1, 1, bias=False)),
+                                  sn(nn.Conv2d(2 * w, w, 3, 1, 1, bias=False))])
+        self.refine = nn.ModuleList([sn(nn.Conv2d(w, w, 3, 1, 1, bias=False)),
+                                     sn(nn.Conv2d(w, w, 3, 1, 1, bias=False))])
+        self.head = nn.Conv2d(w, 1, 3, padding=1)
+
+    def forward(self, condition: torch.Tensor, image: torch.Tensor, *, features: bool = False):
+        x = conditioned(condition, image)
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % 8, -w % 8  # three halvings
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        feats = [act(self.conv0(x))]
+        for down in self.downs:
+            feats.append(act(down(feats[-1])))
+        y = feats.pop()
+        found = [y]
+        for up, skip in zip(self.ups, reversed(feats)):
+            y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+            y = act(up(y)) + skip
+            found.append(y)
+        for conv in self.refine:
+            y = act(conv(y))
+        logits = self.head(y)[..., :h, :w]
+        return (logits, found) if features else logits
 
 
 NORMS = ("instance", "batch", "none")

@@ -32,3 +32,10 @@ def frequency_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     space lets a network trade fine detail for smoothness (MIMO-UNet's FFT loss)."""
     diff = torch.fft.rfft2(output.float() - target.float(), norm="ortho")
     return torch.view_as_real(diff).abs().mean()
+
+
+def feature_matching_loss(fake_features: list[torch.Tensor], real_features: list[torch.Tensor]) -> torch.Tensor:
+    """Mean L1 between D's features of the output and of the target, layer by layer (pix2pixHD): G is
+    asked to make what D sees in a photo, not only to flip D's verdict, a steadier signal that needs no
+    pretrained network (no VGG or LPIPS weights can be had here)."""
+    return torch.stack([F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_features, real_features)]).mean()
