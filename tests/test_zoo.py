@@ -136,3 +136,19 @@ def test_enhance_with_a_folder_named_like_a_model_uses_the_pretrained_one(tmp_pa
         assert main(["enhance", "small.png", "-o", "out", "--model", "sr4", "--no-progress"]) == 0
     with Image.open(tmp_path / "out" / "small.png") as result:
         assert result.size == (64, 64)
+
+
+def test_enhance_without_model_prefers_the_real_photo_models_where_shipped(weights_dir):
+    from sagan_restore.cli import enhance_model
+
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    for name, scale in [("denoise", 1), ("sr4", 4), ("sr2", 2)]:
+        checkpoint.save_generator(weights_dir / f"{name}.safetensors",
+                                  UNetGenerator(GeneratorConfig(width=8, depth=2, scale=scale)))
+    assert [enhance_model(None, s) for s in (None, 2, 4)] == ["denoise", "sr2", "sr4"]
+    for name, scale in [("real-restore", 1), ("real-sr4", 4)]:
+        checkpoint.save_generator(weights_dir / f"{name}.safetensors",
+                                  UNetGenerator(GeneratorConfig(width=8, depth=2, scale=scale)))
+    assert [enhance_model(None, s) for s in (None, 2, 4)] == ["real-restore", "sr2", "real-sr4"]
+    assert enhance_model(None, None, outscale=3) == "real-sr4"
+    assert enhance_model("sr4", 4) == "sr4"  # by name, the bicubic model stays

@@ -312,7 +312,7 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("-s", "--outscale", type=float, metavar="FACTOR",
                    help="final size as a factor of the input's, any value (e.g. 3 or 1.5): the model's scale, "
                         "then a Lanczos resize to this factor, as Real-ESRGAN's --outscale. Without --model "
-                        "or --scale it picks the shipped model: denoise for 1, sr2 up to 2, sr4 above")
+                        "or --scale it picks the shipped model: the restoration model for 1, x2 up to 2, x4 above")
     p.add_argument("--realism", type=float, metavar="R",
                    help="0 = most faithful (highest PSNR) .. 1 = sharpest (the GAN variant); values between "
                         "interpolate the two models' weights. Default: the model's documented point (see "
@@ -400,15 +400,16 @@ def run_enhance(args) -> int:
 
 
 def enhance_model(model: str | None, scale: int | None, outscale: float | None = None) -> str:
-    """--model wins; else --scale N picks the shipped srN; else --outscale picks the smallest shipped
-    factor that reaches it (sr2 up to 2, sr4 above); else the shipped denoiser."""
+    """--model wins; else --scale N picks the shipped model for that factor; else --outscale picks the smallest
+    shipped factor that reaches it (2 up to 2, 4 above); else the restoration model (zoo.default_for: the
+    real-photo models where shipped)."""
     from sagan_restore.models import zoo
 
     if model is not None:
         return model
     if scale is None and outscale is not None and outscale > 1:
         scale = 2 if outscale <= 2 else 4
-    return zoo.for_scale(scale).name if scale not in (None, 1) else "denoise"
+    return zoo.default_for(scale).name
 
 
 def add_export_parser(sub) -> None:

@@ -54,6 +54,14 @@ PRETRAINED = {
         Pretrained("denoise", "blind denoiser for Gaussian noise sigma 0..55, colour and grey, 8-bit or float input"),
         Pretrained("sr2", "x2 super-resolution of clean (bicubic-downscaled) images", scale=2, default_realism=0.5),
         Pretrained("sr4", "x4 super-resolution of clean (bicubic-downscaled) images", scale=4, default_realism=0.5),
+        # Real photos and web images (blur, resize, noise, JPEG: data/degradations.py's `real` and `camera`).
+        # Where shipped, `enhance` uses them when no --model is given (see default_for).
+        Pretrained("real-sr4", "x4 super-resolution of real photos and web images: blur, noise and JPEG "
+                   "removed as it upscales", scale=4),
+        Pretrained("real-sr2", "x2 super-resolution of real photos and web images: blur, noise and JPEG "
+                   "removed as it upscales", scale=2),
+        Pretrained("real-restore", "camera noise and JPEG artefacts removed at the same size (--strength sets "
+                   "how hard)"),
     ]
 }
 
@@ -63,8 +71,20 @@ def shipped() -> list[Pretrained]:
     return [m for m in PRETRAINED.values() if m.path.exists()]
 
 
+def default_for(scale: int | None) -> Pretrained:
+    """The model `enhance` uses without --model: for real photos (real-srN, real-restore) where shipped,
+    else the models for known degradations (srN, denoise)."""
+    scale = scale or 1
+    names = (f"real-sr{scale}", f"sr{scale}") if scale > 1 else ("real-restore", "denoise")
+    for name in names:
+        model = PRETRAINED.get(name)
+        if model is not None and model.path.exists():
+            return model
+    return for_scale(scale) if scale > 1 else PRETRAINED["denoise"]
+
+
 def for_scale(scale: int) -> Pretrained:
-    """The shipped super-resolution model for `enhance --scale`."""
+    """A shipped super-resolution model of that factor (an error naming the shipped ones if none)."""
     found = [m for m in shipped() if m.scale == scale]
     if not found:
         factors = ", ".join(str(m.scale) for m in shipped() if m.scale > 1) or "none shipped"
