@@ -270,3 +270,13 @@ def test_cli_opens_each_set_once(colour_set, tmp_path, monkeypatch):
     assert main(["evaluate", "--set", str(colour_set), "--sigma", "25", "--baselines", "noisy",
                  "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert opened == [colour_set]
+
+
+def test_strength_points_are_scored_as_separate_rows(colour_set, tmp_path):
+    out = tmp_path / "out"
+    assert main(["evaluate", "--set", str(colour_set), "--sigma", "25", "--model", "denoise", "--strength",
+                 "0.25,1", "--baselines", "none", "--out", str(out), "--no-progress", "--figure-images", "0"]) == 0
+    records = {r["method"]: r for r in json.loads((out / "results.json").read_text())["records"]}
+    assert set(records) == {"denoise s0.25", "denoise s1"}
+    assert "strength 0.25" in records["denoise s0.25"]["details"]
+    assert records["denoise s0.25"]["psnr"] < records["denoise s1"]["psnr"] - 0.5  # told too little noise

@@ -533,6 +533,8 @@ def add_evaluate_parser(sub) -> None:
                    help="pretrained name, run folder, .safetensors file or .pt checkpoint; repeat to compare")
     p.add_argument("--realism", help="realism points to score for models with a GAN variant, e.g. 0,0.5,1 "
                                      "(default: each model's documented point)")
+    p.add_argument("--strength", help="--strength values to score for models with a noise-level input, e.g. "
+                                      "0.5,1,2 (default 1)")
     p.add_argument("--task", choices=["denoise", "sr"], default="denoise")
     p.add_argument("--sigma", default="25", help="noise levels (0..255 scale), e.g. 15,25,50 (default 25)")
     p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")
@@ -574,6 +576,7 @@ def evaluate_config_from_args(args):
         sets=tuple(args.sets), task=args.task, sigmas=_number_list(args.sigma, kind=float, option="--sigma"),
         scales=scales, models=tuple(args.models),
         realism=_number_list(args.realism, kind=float, option="--realism") if args.realism else (),
+        strengths=_number_list(args.strength, kind=float, option="--strength") if args.strength else (),
         baselines=_names(args.baselines if args.baselines is not None else default_baselines),
         quantized_input=args.quantized_input, device=args.device, threads=args.threads, tile=args.tile,
         figure_images=args.figure_images,

@@ -246,6 +246,7 @@ class EvaluateConfig:
     scales: tuple[int, ...] = (4,)  # upscaling factors (sr)
     models: tuple[str, ...] = ()  # pretrained names, run folders, .safetensors or .pt files
     realism: tuple[float, ...] = ()  # points scored for models with a GAN variant; (): each model's default
+    strengths: tuple[float, ...] = ()  # --strength values scored for noise-map models; (): 1 only
     baselines: tuple[str, ...] = ()  # names from sagan_restore.baselines
     quantized_input: bool = False  # clip and round noisy inputs to 8 bits, as a saved file would be
     device: str = "auto"

@@ -39,16 +39,17 @@ def baseline_method(name: str, task: str) -> Method:
 
 
 def model_method(spec: str, name: str, *, device: str, tile: int | None = None,
-                 realism: float | None = None) -> Method:
+                 realism: float | None = None, strength: float = 1.0) -> Method:
     from sagan_restore.infer.enhance import Enhancer
 
-    enhancer = Enhancer.load(spec, device=device, tile=tile, realism=realism)
+    enhancer = Enhancer.load(spec, device=device, tile=tile, realism=realism, strength=strength)
     enhancer.enhance_pixels(np.zeros((16, 16, 3), dtype=np.float32))  # first call pays one-off set-up costs
     tiles = "whole images" if enhancer.settings.tile == 0 else \
         f"tiles of {enhancer.settings.tile} px overlapping by {enhancer.settings.overlap}"
     point = enhancer.info.get("realism", realism)
     realism_note = f", realism {point:g}" if point is not None else ""
-    details = f"model {spec} ({enhancer.device}, {tiles}{realism_note})"
+    strength_note = f", strength {strength:g}" if strength != 1 else ""
+    details = f"model {spec} ({enhancer.device}, {tiles}{realism_note}{strength_note})"
     return Method(name, "model", lambda pixels, condition: enhancer.enhance_pixels(pixels), enhancer.scale,
                   lambda condition: details, point)
 
@@ -64,20 +65,22 @@ def model_names(specs: tuple[str, ...]) -> list[str]:
 
 
 def model_methods(specs: tuple[str, ...], *, device: str, tile: int | None = None,
-                  realism: tuple[float, ...] = ()) -> list[Method]:
-    """Each model once at its default realism, or once per realism point (named "NAME rR")."""
+                  realism: tuple[float, ...] = (), strengths: tuple[float, ...] = ()) -> list[Method]:
+    """Each model once at its default realism, or once per realism point (named "NAME rR"), and likewise
+    once per --strength value (named "NAME sS")."""
     methods = []
     for spec, name in zip(specs, model_names(specs)):
-        if not realism:
-            methods.append(model_method(spec, name, device=device, tile=tile))
-        else:
-            methods += [model_method(spec, f"{name} r{r:g}", device=device, tile=tile, realism=r) for r in realism]
+        for r in realism or (None,):
+            for s in strengths or (1.0,):
+                label = name + (f" r{r:g}" if realism else "") + (f" s{s:g}" if strengths else "")
+                methods.append(model_method(spec, label, device=device, tile=tile, realism=r, strength=s))
     return methods
 
 
 def build_methods(cfg: EvaluateConfig) -> list[Method]:
     methods = [baseline_method(name, cfg.task) for name in cfg.baselines]
-    methods += model_methods(cfg.models, device=cfg.device, tile=cfg.tile, realism=cfg.realism)
+    methods += model_methods(cfg.models, device=cfg.device, tile=cfg.tile, realism=cfg.realism,
+                             strengths=cfg.strengths)
     if not methods:
         raise UserError("nothing to evaluate: give --model and/or --baselines")
     return methods
