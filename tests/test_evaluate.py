@@ -280,3 +280,42 @@ def test_strength_points_are_scored_as_separate_rows(colour_set, tmp_path):
     assert set(records) == {"denoise s0.25", "denoise s1"}
     assert "strength 0.25" in records["denoise s0.25"]["details"]
     assert records["denoise s0.25"]["psnr"] < records["denoise s1"]["psnr"] - 0.5  # told too little noise
+
+
+@pytest.mark.parametrize("name, scale, channels", [("span", 2, 3), ("span", 4, 1), ("waifu2x", 2, 1),
+                                                   ("waifu2x", 4, 3)])
+def test_learned_sr_peers_beat_nearest_neighbour_on_a_smooth_image(name, scale, channels):
+    from sagan_restore import baselines
+
+    missing = baselines.peer_missing(name)
+    if missing:
+        pytest.skip(missing)
+    hr = _smooth_image(np.random.default_rng(2), 32, channels)
+    lr = np.asarray(Image.fromarray(hr[..., 0] if channels == 1 else hr).resize(
+        (32 // scale, 32 // scale), Image.Resampling.BICUBIC), dtype=np.float32).reshape(32 // scale, 32 // scale, -1) / 255
+    out = baselines.UPSCALERS[name](lr, scale=scale)
+    assert out.shape == hr.shape and out.dtype == np.float32
+    nearest = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+    assert psnr(np.round(np.clip(out, 0, 1) * 255), hr, data_range=255) > \
+        psnr(np.round(nearest * 255), hr, data_range=255) + 1
+
+
+def test_learned_sr_peers_refuse_factors_they_lack_and_say_what_to_install(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from sagan_restore import baselines
+
+    folder = _sr_set(tmp_path / "sr", with_lr=False, scale=3)
+    args = ["evaluate", "--set", str(folder), "--task", "sr", "--no-progress", "--figure-images", "0"]
+    for name in ("span", "waifu2x"):
+        assert main(args + ["--scale", "3", "--baselines", name, "--out", str(tmp_path / name)]) == 2
+        assert "not 3" in capsys.readouterr().err
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda module, *a: None if module.endswith("ncnn_py") else real_find_spec(module, *a))
+    baselines._span_net.cache_clear()  # peers loaded by an earlier test (refusals are never cached)
+    baselines._waifu2x_net.cache_clear()
+    for name in ("span", "waifu2x"):
+        assert main(args + ["--scale", "2", "--baselines", name, "--out", str(tmp_path / f"{name}2")]) == 2
+        err = capsys.readouterr().err
+        assert 'pip install "sagan-restore[peers-sr]"' in err and err.count("\n") == 1

