@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Recipe for `real-sr2`: x2 super-resolution of real photos and web images (blur, resize, noise and JPEG,
-# twice: Real-ESRGAN's second-order pipeline, `--degrade real`, every range in data/degradations.py).
+# Recipe for `real-sr2`: x2 super-resolution of real photos and web images (`--degrade real-web`: half
+# Real-ESRGAN's second-order pipeline, half one mild web stage; see recipes/real_sr4.sh for why).
 # Fine-tuned from the bicubic `sr2` (same network, so the cost per megapixel is sr2's), which already
 # knows how to upsample; what it has to learn is to take blur, noise and JPEG blocks out instead of
 # enlarging them. Pure L1 + a small FFT term (fidelity); optimisation as recipes/denoise_v2.sh
@@ -18,7 +18,7 @@ SETS=${3:-data/real_world}
 [ -d "$SETS/x2_medium" ] || python recipes/real_world_sets.py --photos data/val_photos --out "$SETS"
 sagan-restore train --init-from sr2 \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --val "$SETS/x2_medium" \
-  --task sr --scale 2 --degrade real \
+  --task sr --scale 2 --degrade real-web \
   --block res --width 32 --depth 3 --blocks 1 --crop 128 --batch 8 \
   --adv-weight 0 --fft-weight 0.05 --lr 5e-4 --beta1 0.9 --beta2 0.9 --lr-schedule cosine --lr-decay-from 0 \
   --ema 0.999 --precision auto --iters 4000 --seed 0 \

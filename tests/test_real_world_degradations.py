@@ -1,4 +1,4 @@
-"""The `real` and `camera` presets and their pieces: each measured doing what it claims."""
+"""The `real`, `web`, `real-web` and `camera` presets and their pieces: each measured doing what it claims."""
 
 import io
 import math
@@ -244,12 +244,67 @@ def test_real_pipeline_output_is_exactly_the_input_size_over_the_scale(scale, ch
         assert out.min() >= 0 and out.max() <= 1 and np.allclose(out * 255, np.round(out * 255), atol=1e-4)
 
 
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+def test_web_pipeline_output_is_exactly_the_input_size_over_the_scale_in_8_bits(scale):
+    clean = smooth_image(np.random.default_rng(2), 48, 36)
+    for i in range(4):
+        out = dg.web(clean, scale, np.random.default_rng([scale, i]))
+        assert out.shape == (48 // scale, 36 // scale, 3) and out.dtype == np.float32
+        assert np.allclose(out * 255, np.round(out * 255), atol=1e-4)
+
+
+def test_web_downscale_is_antialiased_where_reals_is_not():
+    """Stripes of a 3-pixel period shrunk 4x are beyond the small image's Nyquist limit: Pillow's filters
+    average them away (box, a plain block mean, least), the plain interpolation of Real-ESRGAN's resize
+    folds them into false stripes."""
+    stripes = (0.5 + 0.5 * np.sin(2 * np.pi * np.arange(96) / 3))[None, :, None].repeat(96, 0).repeat(3, 2)
+    stripes = stripes.astype(np.float32)
+    for name in dg.WEB.downscale_filters:
+        draw = dg.WebDraw(blur_sigma=None, downscale_filter=name, noise_sigma=None, jpeg_quality=None)
+        out = dg.apply_web(stripes, draw, scale=4, rng=np.random.default_rng(0))
+        assert out.shape == (24, 24, 3) and out.std() < (0.1 if name == "box" else 0.02), name
+    assert min(dg.interpolate(stripes, 24, 24, mode).std() for mode in ("bilinear", "bicubic")) > 0.15
+
+
+def test_web_noise_blur_and_jpeg_are_what_was_drawn():
+    flat = np.full((96, 96, 3), 0.5, np.float32)
+    draw = dg.WebDraw(blur_sigma=None, downscale_filter="bicubic", noise_sigma=6.0, jpeg_quality=None)
+    out = dg.apply_web(flat, draw, scale=2, rng=np.random.default_rng(0))
+    assert out.std() * 255 == pytest.approx(6.0, rel=0.08)
+    edge = np.zeros((64, 64, 3), np.float32)
+    edge[:, 32:] = 1
+    blurred = dg.apply_web(edge, dg.WebDraw(1.5, "bicubic", None, None), scale=1, rng=np.random.default_rng(0))
+    sharp = dg.apply_web(edge, dg.WebDraw(None, "bicubic", None, None), scale=1, rng=np.random.default_rng(0))
+    assert np.abs(np.diff(blurred[32, :, 0])).max() < 0.5 * np.abs(np.diff(sharp[32, :, 0])).max()
+    draws = [dg.draw_web(np.random.default_rng(i)) for i in range(300)]
+    qualities = [d.jpeg_quality for d in draws if d.jpeg_quality is not None]
+    assert min(qualities) >= dg.WEB.jpeg_quality[0] and max(qualities) <= dg.WEB.jpeg_quality[1]
+    assert len(qualities) / len(draws) == pytest.approx(dg.WEB.jpeg_prob, abs=0.06)
+    assert {d.downscale_filter for d in draws} == set(dg.WEB.downscale_filters)
+
+
+def test_real_web_mixes_both_pipelines():
+    clean = smooth_image(np.random.default_rng(2), 64, 64, texture=0.02)
+    cfg = DegradationConfig(task="sr", scale=4, preset="real-web")
+    web_like = 0
+    for i in range(40):
+        rng = np.random.default_rng([0, i])
+        mixed = dg.degrade(clean, cfg, rng)
+        replay = np.random.default_rng([0, i])
+        from_web = replay.random() >= dg.REAL_WEB_SHARE
+        expected = (dg.web if from_web else dg.real_world)(clean, 4, replay)
+        assert np.array_equal(mixed, expected)
+        web_like += from_web
+    assert 10 < web_like < 30
+
+
 def test_camera_keeps_the_size():
     clean = smooth_image(np.random.default_rng(2), 40, 30)
     assert dg.camera(clean, np.random.default_rng(0)).shape == (40, 30, 3)
 
 
-@pytest.mark.parametrize("preset,task,scale", [("real", "sr", 4), ("real", "denoise", 1), ("camera", "denoise", 1)])
+@pytest.mark.parametrize("preset,task,scale", [("real", "sr", 4), ("real", "denoise", 1), ("camera", "denoise", 1),
+                                               ("web", "sr", 4), ("real-web", "sr", 2)])
 def test_training_samples_are_a_function_of_seed_and_index(tmp_path, preset, task, scale):
     photo = smooth_image(np.random.default_rng(3), 96, 96, texture=0.02)
     cfg = TrainConfig(out=tmp_path, crop=64, degradation=DegradationConfig(task=task, scale=scale, preset=preset))

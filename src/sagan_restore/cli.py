@@ -70,10 +70,12 @@ def add_train_parser(sub) -> None:
                       help="with --clean: also draw procedural dead-leaves images, with this relative weight")
     deg = p.add_argument_group("degradations (for --clean and the built-in corpus)")
     deg.add_argument("--task", choices=["denoise", "sr"], default=D["task"])
-    deg.add_argument("--degrade", choices=["custom", "real", "camera"], default=D["preset"],
+    deg.add_argument("--degrade", choices=["custom", "real", "web", "real-web", "camera"], default=D["preset"],
                      help="custom (default): the flags below; real: Real-ESRGAN's second-order pipeline (blur, "
-                          "resize, noise, JPEG, twice; with --task sr or denoise); camera: sensor noise in linear "
-                          "light, 8 bits, JPEG (--task denoise). Presets draw their own ranges (see README)")
+                          "resize, noise, JPEG, twice; with --task sr or denoise); web: one mild stage (blur, "
+                          "antialiased downscale, noise, JPEG); real-web: half real, half web; camera: sensor "
+                          "noise in linear light, 8 bits, JPEG (--task denoise). Presets draw their own ranges "
+                          "(see README)")
     deg.add_argument("--sigma", help="Gaussian noise std (0..255 scale) or range, e.g. 25 or 0-50 "
                                      "(default 25 for denoise, 0 for sr)")
     deg.add_argument("--scale", type=int, choices=[2, 3, 4], help="SR factor (with --task sr; default 4)")

@@ -85,10 +85,11 @@ class DegradationConfig:
     task: Literal["denoise", "sr"] = "denoise"
     scale: int = 1  # downscaling factor for "sr" (2, 3 or 4); 1 for "denoise"
     # "custom": the steps below, as set. "real": Real-ESRGAN's second-order pipeline (blur, resize, noise,
-    # JPEG, twice, then resize + sinc and JPEG), "camera": Poisson-Gaussian sensor noise in linear light, 8
-    # bits, JPEG (scale 1 only). Presets draw every parameter themselves (ranges in data/degradations.py:
-    # REAL_ESRGAN, CAMERA) and end in 8 bits, so the step fields below must stay off.
-    preset: Literal["custom", "real", "camera"] = "custom"
+    # JPEG, twice, then resize + sinc and JPEG), "web": one mild stage (blur, antialiased downscale, noise,
+    # JPEG), "real-web": half of each, "camera": Poisson-Gaussian sensor noise in linear light, 8 bits, JPEG
+    # (scale 1 only). Presets draw every parameter themselves (ranges in data/degradations.py: REAL_ESRGAN,
+    # WEB, CAMERA) and end in 8 bits, so the step fields below must stay off.
+    preset: Literal["custom", "real", "web", "real-web", "camera"] = "custom"
     # Gaussian noise std on the 0..255 scale, drawn uniformly; None: 25 for denoising, 0 for SR.
     sigma: tuple[float, float] | None = None
     poisson_peak: float = 0.0  # > 0: Poisson (shot) noise with this many photons at white

@@ -8,8 +8,12 @@ Besides the single steps that `degrade` chains as the flags ask, two presets mod
   train_realesrgan_x4plus.yml (`REAL_ESRGAN`);
 - `camera`: Poisson-Gaussian sensor noise in linear light, back to sRGB, 8 bits and JPEG, with the noise
   levels of Brooks et al. 2019, "Unprocessing images for learned raw denoising" (`CAMERA`).
-Each is split into a draw (`draw_real`, `draw_camera`: every random parameter, recorded in a frozen
-dataclass) and an application that uses the same `rng` only for the noise itself.
+- `web`: one mild stage, what a photo put on the web goes through: a little blur, an antialiased
+  downscale (the way image editors and browsers shrink), mild noise, JPEG (`WEB`). Real-ESRGAN's ranges
+  are heavy and its resizes alias; a model trained on them alone over-smooths mildly degraded images, so
+  `real-web` mixes the two (`REAL_WEB_SHARE` of the samples from `real`, the rest from `web`).
+Each is split into a draw (`draw_real`, `draw_camera`, `draw_web`: every random parameter, recorded in a
+frozen dataclass) and an application that uses the same `rng` only for the noise itself.
 """
 
 from __future__ import annotations
@@ -424,11 +428,70 @@ def camera(clean: np.ndarray, rng: np.random.Generator, ranges: CameraRanges = C
     return apply_camera(clean, draw_camera(rng, ranges), rng)
 
 
+# --- the `web` preset: one mild stage with an antialiased downscale -------------------------------------
+
+@dataclass(frozen=True)
+class WebRanges:
+    """A photo shrunk for the web: the issue's "blurred a little, downscaled, mild noise, JPEG 75" and its
+    neighbours. Every value drawn uniformly."""
+
+    blur_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.3, 1.5)  # pixels of the full-size image, isotropic Gaussian
+    # Pillow's antialiased filters, as editors and browsers shrink images (no aliasing, unlike `real`).
+    downscale_filters: tuple[str, ...] = ("bicubic", "lanczos", "box", "bilinear")
+    noise_prob: float = 0.6
+    noise_sigma: tuple[float, float] = (1.0, 8.0)  # 0..255 scale, at the small size (after the downscale)
+    jpeg_prob: float = 0.85  # the rest stay lossless (PNG)
+    jpeg_quality: tuple[int, int] = (50, 95)
+
+
+WEB = WebRanges()
+REAL_WEB_SHARE = 0.5  # `real-web`: share of samples from Real-ESRGAN's pipeline, the rest from `web`
+
+
+@dataclass(frozen=True)
+class WebDraw:
+    blur_sigma: float | None  # None: no blur
+    downscale_filter: str
+    noise_sigma: float | None  # None: no noise
+    jpeg_quality: int | None  # None: no JPEG
+
+
+def draw_web(rng: np.random.Generator, ranges: WebRanges = WEB) -> WebDraw:
+    sigma = float(rng.uniform(*ranges.blur_sigma)) if rng.random() < ranges.blur_prob else None
+    resample = ranges.downscale_filters[int(rng.integers(len(ranges.downscale_filters)))]
+    noise = float(rng.uniform(*ranges.noise_sigma)) if rng.random() < ranges.noise_prob else None
+    quality = int(rng.integers(ranges.jpeg_quality[0], ranges.jpeg_quality[1] + 1))
+    return WebDraw(sigma, resample, noise, quality if rng.random() < ranges.jpeg_prob else None)
+
+
+def apply_web(clean: np.ndarray, draw: WebDraw, *, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """Blur -> antialiased downscale to exactly (H // scale, W // scale) -> noise -> 8 bits -> JPEG."""
+    img = clean if draw.blur_sigma is None else gaussian_blur(clean, draw.blur_sigma)
+    h, w = clean.shape[:2]
+    if scale > 1:
+        img = resize(img, (w // scale, h // scale), Image.Resampling[draw.downscale_filter.upper()])
+    if draw.noise_sigma is not None:
+        img = gaussian_noise(img, draw.noise_sigma, rng)
+    img = np.clip(img, 0.0, 1.0)
+    return quantize_8bit(img) if draw.jpeg_quality is None else jpeg(img, draw.jpeg_quality)
+
+
+def web(clean: np.ndarray, scale: int, rng: np.random.Generator, ranges: WebRanges = WEB) -> np.ndarray:
+    """The `web` preset: draw, then apply (the same rng gives the noise)."""
+    return apply_web(clean, draw_web(rng, ranges), scale=scale, rng=rng)
+
+
 def degrade(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -> np.ndarray:
     """The training input for a clean target crop: a preset's pipeline, or the flags' steps: blur, downscale,
     noise, JPEG, then maybe 8-bit rounding."""
     if cfg.preset == "real":
         return real_world(clean, cfg.scale, rng)
+    if cfg.preset == "web":
+        return web(clean, cfg.scale, rng)
+    if cfg.preset == "real-web":
+        mixture = real_world if rng.random() < REAL_WEB_SHARE else web
+        return mixture(clean, cfg.scale, rng)
     if cfg.preset == "camera":
         return camera(clean, rng)
     img = clean
