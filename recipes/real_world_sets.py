@@ -4,7 +4,8 @@
     python recipes/validation_photos.py --out data/val_photos     # the held-out photos, if not there yet
     python recipes/real_world_sets.py --photos data/val_photos --out data/real_world
 
-makes nine sets, OUT/{x4,x2,x1}_{light,medium,heavy}/{lr,hr}/NAME.png, and OUT/manifest.json with every
+makes eleven sets, OUT/{x4,x2,x1}_{light,medium,heavy}/{lr,hr}/NAME.png and OUT/{x4,x2}_web, and
+OUT/manifest.json with every
 parameter drawn for every image. Each image's degradation is a function of the fixed seed (SEED, scale,
 severity, image index) alone, so the sets are the same on every machine and every rerun.
 
@@ -17,6 +18,9 @@ severity, image index) alone, so the sets are the same on every machine and ever
     heavy   those ranges with every strength in its upper part: blur sigma 1.5-3, noise sigma 15-30
             (Poisson 1.5-3), JPEG 30-60 in the first stage; noise sigma 10-25 (Poisson 1-2.5), JPEG 30-60
             in the second
+- x4_web and x2_web: the `web` pipeline (degradations.apply_web with its training ranges, WEB): a photo
+  blurred a little or not, shrunk with one of Pillow's antialiased filters, mild noise, JPEG 50-95 or none;
+  the issue's "blurred a little, downscaled, mild noise, JPEG 75" and its neighbours
 - x1: the camera pipeline (degradations.apply_camera), always saved as JPEG:
     light   shot-noise variance 1e-4..1e-3 per unit linear intensity, JPEG 80-95 (a phone in daylight)
     medium  1e-3..4e-3, JPEG 60-85
@@ -45,11 +49,12 @@ from pathlib import Path
 import numpy as np
 
 from sagan_restore.data.degradations import (CAMERA, REAL_ESRGAN, CameraRanges, RealRanges, apply_camera,
-                                             apply_real, draw_camera, draw_real)
+                                             apply_real, apply_web, draw_camera, draw_real, draw_web)
 from sagan_restore.io import list_images, read_image, to_channels, write_image
 
 SEED = 1600  # with (scale, severity, image index): the default_rng seed of every image
-SEVERITIES = ("light", "medium", "heavy")
+SEVERITIES = ("light", "medium", "heavy", "web")  # web last: the others' seeds stay as they were
+SR_ONLY = ("web",)
 SCALES = (4, 2, 1)
 
 _first, _second = REAL_ESRGAN.first, REAL_ESRGAN.second
@@ -80,7 +85,10 @@ def degraded_pair(photo: np.ndarray, scale: int, severity: str, index: int) -> t
     rng = np.random.default_rng([SEED, scale, SEVERITIES.index(severity), index])
     h, w = photo.shape[:2]
     hr = photo[: h - h % scale, : w - w % scale]
-    if scale == 1:
+    if severity == "web":
+        draw = draw_web(rng)
+        lr = apply_web(hr, draw, scale=scale, rng=rng)
+    elif scale == 1:
         draw = draw_camera(rng, CAMERA_SEVERITIES[severity])
         lr = apply_camera(hr, draw, rng)
     else:
@@ -109,6 +117,8 @@ def main(argv=None) -> None:
     manifest = {"seed": SEED, "photos": str(args.photos), "sets": {}}
     for scale in SCALES:
         for severity in SEVERITIES:
+            if scale == 1 and severity in SR_ONLY:
+                continue
             name = f"x{scale}_{severity}"
             folder = args.out / name
             (folder / "lr").mkdir(parents=True, exist_ok=True)

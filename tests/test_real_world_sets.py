@@ -30,7 +30,10 @@ def test_sets_are_exact_pairs_and_the_same_on_every_run(tmp_path, photos):
     real_world_sets.main(["--photos", str(photos), "--out", str(tmp_path / "one")])
     real_world_sets.main(["--photos", str(photos), "--out", str(tmp_path / "two")])
     manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
-    assert set(manifest["sets"]) == {f"x{s}_{v}" for s in (4, 2, 1) for v in ("light", "medium", "heavy")}
+    assert set(manifest["sets"]) == {f"x{s}_{v}" for s in (4, 2, 1) for v in ("light", "medium", "heavy")} | \
+        {"x4_web", "x2_web"}
+    assert all(record["downscale_filter"] in ("bicubic", "lanczos", "box", "bilinear")
+               for record in manifest["sets"]["x4_web"].values())
     for name in manifest["sets"]:
         scale = int(name[1])
         for stem in ("a", "b"):
