@@ -2,12 +2,14 @@
 """Package a trained generator as a shipped model: src/sagan_restore/weights/NAME.safetensors.
 
     python recipes/package_model.py RUN_DIR --name denoise --recipe recipes/denoise.sh \
-        [--scores eval/results.json] [--hardware "2-core CPU"] [--gan]
+        [--scores eval/results.json] [--hardware "2-core CPU"] [--gan | --delta-of BASE]
 
 --gan packages a GAN fine-tune of the model as its realism variant, NAME_gan.safetensors, which
 `enhance --realism` interpolates towards. It is stored as its difference from the shipped NAME model in
-4 bits per weight (28% of float16's size; all shipped weights must stay under 20 MB); its check allows
+4 bits per weight (28% of float16's size; all shipped weights must stay under 25 MB); its check allows
 0.05 dB, since a GAN variant is not there for its PSNR, and its scores are measured on the stored weights.
+--delta-of BASE stores a fine-tune of another shipped model (real-sr4 of sr4, real-restore of denoise) the
+same way, as its difference from BASE.safetensors beside it, checked to the fidelity models' 0.01 dB.
 
 Weights are stored in float16 (half the size); the script checks that this moves the output by less than
 0.01 dB on scikit-image's held-out photo before writing. The metadata records the recipe, the steps,
@@ -82,6 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scores", type=Path, help="results.json from sagan-restore evaluate")
     parser.add_argument("--hardware", default="2-core CPU (AMD EPYC), no GPU")
     parser.add_argument("--gan", action="store_true", help="package the realism (GAN) variant of --name")
+    parser.add_argument("--delta-of", choices=sorted(zoo.PRETRAINED),
+                        help="store as the 4-bit difference from this shipped model, which it was fine-tuned from")
     parser.add_argument("--train-seconds", type=float,
                         help="total training wall time, where the run's log.csv clock restarted on a resume "
                              "(checkpoints from before the robustness work did not store it)")
@@ -103,8 +107,9 @@ def main(argv=None) -> int:
         "gflops_per_mp": round(gflops_per_megapixel(model), 1),
         "scores": summarise_scores(args.scores) if args.scores else [],
     }
-    if args.gan:
-        checkpoint.save_generator_delta(out, model, pretrained.path, info=info)
+    if args.gan or args.delta_of:
+        base = pretrained.path if args.gan else zoo.PRETRAINED[args.delta_of].path
+        checkpoint.save_generator_delta(out, model, base, info=info)
     else:
         checkpoint.save_generator(out, model, info=info, half=True)
     stored_model, _ = checkpoint.load_generator(out)

@@ -322,9 +322,9 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("--realism-model", metavar="M",
                    help="the GAN fine-tune of your own --model that --realism leans towards")
     p.add_argument("--strength", type=float, default=1.0, metavar="S",
-                   help="denoising strength of models with a noise-level input (denoise, real-restore): the "
-                        "noise they are told there is, as a multiple of their own estimate; 0.5 keeps more "
-                        "grain and fine detail, 2 smooths more (default 1, range 0-4)")
+                   help="denoising strength of models with a noise-level input (denoise; models trained "
+                        "with --noise-map): the noise they are told there is, as a multiple of their own "
+                        "estimate; 0.5 keeps more grain and fine detail, 2 smooths more (default 1, range 0-4)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     files = p.add_argument_group("files")
     files.add_argument("--recursive", action="store_true",

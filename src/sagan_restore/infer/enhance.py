@@ -44,7 +44,7 @@ class Enhancer:
                             "judges the noise, below = gentler, above = stronger)")
         if strength != 1 and not model.cfg.noise_map:
             raise UserError(f"--strength: {name} has no noise-level input to scale; it works with models trained "
-                            "with --noise-map (denoise, real-restore)")
+                            "with --noise-map on Gaussian noise (denoise)")
         self.strength = strength
         self._noise_level: torch.Tensor | None = None  # the whole image's, while enhance_pixels runs
         self.device = device

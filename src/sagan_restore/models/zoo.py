@@ -60,8 +60,7 @@ PRETRAINED = {
                    "removed as it upscales", scale=4),
         Pretrained("real-sr2", "x2 super-resolution of real photos and web images: blur, noise and JPEG "
                    "removed as it upscales", scale=2),
-        Pretrained("real-restore", "camera noise and JPEG artefacts removed at the same size (--strength sets "
-                   "how hard)"),
+        Pretrained("real-restore", "camera noise and JPEG artefacts removed at the same size"),
     ]
 }
 
