@@ -139,7 +139,7 @@ def test_outscale_picks_the_shipped_model_that_reaches_it():
     from sagan_restore.cli import enhance_model
 
     assert enhance_model(None, None, 1.0) == "real-restore"  # the real-photo models where shipped
-    assert enhance_model(None, None, 1.5) == "sr2" and enhance_model(None, None, 2) == "sr2"
+    assert enhance_model(None, None, 1.5) == "real-sr2" and enhance_model(None, None, 2) == "real-sr2"
     assert enhance_model(None, None, 3) == "real-sr4" and enhance_model(None, None, 8) == "real-sr4"
     assert enhance_model("mine", None, 3) == "mine"
 

@@ -152,3 +152,20 @@ def test_gan_variant_stored_as_a_4bit_difference_loads_close_to_the_original(tmp
     (tmp_path / "m.safetensors").unlink()
     with pytest.raises(UserError, match="missing beside it"):
         checkpoint.load_generator(tmp_path / "m_gan.safetensors")
+
+
+def test_smaller_delta_groups_load_back_and_follow_the_fine_tune_more_closely(tmp_path):
+    """save_generator_delta(group=16|8): more scales, less rounding; loading reads the group from the shapes."""
+    base = random_generator(seed=0)
+    base_path = save(base, tmp_path / "m.safetensors")
+    tuned = random_generator(seed=0)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.05 * p.abs().mean() * torch.randn_like(p) * torch.rand_like(p) ** 4)  # uneven moves
+    errors, sizes = [], []
+    for group in (32, 8):
+        path = tmp_path / f"g{group}.safetensors"
+        checkpoint.save_generator_delta(path, tuned, base_path, group=group)
+        errors.append(float((_weights(checkpoint.load_generator(path)[0]) - _weights(tuned)).abs().mean()))
+        sizes.append(path.stat().st_size)
+    assert errors[1] < 0.8 * errors[0] and sizes[1] > sizes[0]
