@@ -133,13 +133,20 @@ def test_evaluate_scores_each_realism_point_with_sharpness(pair, tmp_path):
     assert "Sharpness ratio" in (out / "results.md").read_text()
 
 
-def test_gan_variant_stored_as_a_4bit_difference_loads_close_to_the_original(tmp_path):
+def base_and_fine_tune(tmp_path, move):
+    """A model saved as m.safetensors, and a copy whose every weight p moved by move(p): a stand-in fine-tune
+    (real ones move weights by a few percent)."""
     base = random_generator(seed=0)
     base_path = save(base, tmp_path / "m.safetensors")
     tuned = random_generator(seed=0)
     with torch.no_grad():
         for p in tuned.parameters():
-            p.add_(0.03 * p.abs().mean() * torch.randn_like(p))  # a fine-tune moves weights by a few percent
+            p.add_(move(p))
+    return base, base_path, tuned
+
+
+def test_gan_variant_stored_as_a_4bit_difference_loads_close_to_the_original(tmp_path):
+    base, base_path, tuned = base_and_fine_tune(tmp_path, lambda p: 0.03 * p.abs().mean() * torch.randn_like(p))
     checkpoint.save_generator_delta(tmp_path / "m_gan.safetensors", tuned, base_path, info={"steps": 7})
     loaded, info = checkpoint.load_generator(tmp_path / "m_gan.safetensors")
     assert info["steps"] == 7
@@ -156,12 +163,8 @@ def test_gan_variant_stored_as_a_4bit_difference_loads_close_to_the_original(tmp
 
 def test_smaller_delta_groups_load_back_and_follow_the_fine_tune_more_closely(tmp_path):
     """save_generator_delta(group=16|8): more scales, less rounding; loading reads the group from the shapes."""
-    base = random_generator(seed=0)
-    base_path = save(base, tmp_path / "m.safetensors")
-    tuned = random_generator(seed=0)
-    with torch.no_grad():
-        for p in tuned.parameters():
-            p.add_(0.05 * p.abs().mean() * torch.randn_like(p) * torch.rand_like(p) ** 4)  # uneven moves
+    _, base_path, tuned = base_and_fine_tune(  # uneven moves
+        tmp_path, lambda p: 0.05 * p.abs().mean() * torch.randn_like(p) * torch.rand_like(p) ** 4)
     errors, sizes = [], []
     for group in (32, 8):
         path = tmp_path / f"g{group}.safetensors"

@@ -72,7 +72,8 @@ class UNetDiscriminator(nn.Module):
     up with skips, and a logit for every pixel, so D says *where* an output looks fake (a per-pixel signal
     where a patch logit gives one verdict per 70x70 patch). Spectral norm on every convolution but the
     first and the last, and no other normalisation: what Real-ESRGAN found steady with its strong
-    degradations. Costs about 6x a PatchGAN of the same width (it runs at full resolution at both ends).
+    degradations. At width 32 it costs 8.3x the FLOPs of a PatchGAN of that width (3.29 vs 0.40 GFLOPs on a
+    128 x 128 pair, FlopCounterMode): it runs at full resolution at both ends.
     """
 
     batch_norm = False  # real and fake may share one pass: nothing here mixes samples
