@@ -6,6 +6,7 @@ docs/BENCHMARKS.md, in a section of its task's own.
     python recipes/build_corpus.py --out data/corpus
     python recipes/validation_photos.py --out data/val_photos
     python benchmarks/budget.py --variants res,unshuffle,naf --budget-minutes 20
+    python benchmarks/budget.py --task sr --scale 2 --variants sr,sr-fine+naf-recipe --budget-minutes 10
 
 Fairness: every variant is a real `sagan-restore train` run in its own process, and the runs take turns on
 the machine in short slices (the others are paused with SIGSTOP), so load from outside falls on all of
@@ -43,7 +44,7 @@ from PIL import Image  # noqa: E402
 from sagan_restore.checkpoint import list_checkpoints  # noqa: E402
 from sagan_restore.devices import uses_bf16  # noqa: E402
 from sagan_restore.evaluation.machine import cpu_name  # noqa: E402
-from sagan_restore.evaluation.protocol import protocol_noisy  # noqa: E402
+from sagan_restore.evaluation.protocol import Condition, bicubic_input, protocol_noisy, score  # noqa: E402
 from sagan_restore.evaluation.report import markdown_table  # noqa: E402
 from sagan_restore.infer.loading import load_model  # noqa: E402
 from sagan_restore.metrics import psnr  # noqa: E402
@@ -52,8 +53,11 @@ from sagan_restore.train import load_run_config  # noqa: E402
 
 # The data and degradations of recipes/denoise.sh; the variants change the network and the optimisation.
 DENOISE_RECIPE = ["--task", "denoise", "--sigma", "0-55", "--quantize-share", "0.5", "--grey-share", "0.15",
-                  "--crop", "96", "--batch", "8", "--adv-weight", "0", "--lr", "3e-4", "--beta1", "0.9",
-                  "--lr-decay-from", "0.5", "--seed", "0", "--precision", "auto"]
+                  "--dead-leaves", "0.15", "--crop", "96", "--batch", "8", "--adv-weight", "0", "--lr", "3e-4",
+                  "--beta1", "0.9", "--lr-decay-from", "0.5", "--seed", "0", "--precision", "auto"]
+# Those of recipes/sr2.sh and sr4.sh (clean bicubic downscaling, every LR input 8-bit); --scale is added.
+SR_RECIPE = ["--task", "sr", "--dead-leaves", "0.1", "--quantize-share", "1", "--crop", "96", "--batch", "16",
+             "--adv-weight", "0", "--lr", "4e-4", "--beta1", "0.9", "--lr-decay-from", "0.5", "--seed", "0", "--precision", "auto"]
 
 ARCHITECTURES = {
     "res": ["--width", "32", "--depth", "3", "--blocks", "1"],  # the shipped body: one ResBlock per level
@@ -66,6 +70,15 @@ ARCHITECTURES = {
     "unshuffle-coarse": ["--unshuffle", "2", "--width", "64", "--depth", "2", "--blocks", "1,2,4"],
     "naf-unshuffle": ["--block", "naf", "--unshuffle", "2", "--width", "64", "--depth", "2", "--blocks", "2,2,4",
                       "--lr", "1e-3", "--beta2", "0.9", "--lr-schedule", "cosine", "--lr-decay-from", "0"],
+    # Super-resolution (--task sr). The shipped sr2/sr4 body: the U-Net at the LR resolution, one block a level.
+    "sr": ["--width", "32", "--depth", "3", "--blocks", "1"],
+    # Light SR networks (SPAN, RLFN, IMDN) spend their FLOPs at the input resolution, where each output
+    # pixel's detail is decided: 4 blocks there in the encoder and 4 in the decoder, the coarse levels (and
+    # the SAGAN block at the bottleneck) kept for context.
+    "sr-fine": ["--width", "32", "--depth", "3", "--blocks", "4,1,1,1"],
+    # Wider at the input resolution, one level fewer below it (attention at 1/4 of the LR resolution).
+    "sr-fine48": ["--width", "48", "--depth", "2", "--blocks", "4,1,1"],
+    "sr-naf": ["--block", "naf", "--width", "32", "--depth", "3", "--blocks", "4,1,1,1"],
 }
 CHANGES = {
     # NAFNet's optimisation (lr 1e-3, betas (0.9, 0.9), cosine over the whole run) on another body.
@@ -82,7 +95,7 @@ CHANGES = {
     "noise-map": ["--noise-map"],
     "fp32": ["--precision", "fp32"],
 }
-CURVE_SIGMA = 25.0
+CURVE_SIGMA = 25.0  # denoising curves are scored at this sigma, SR curves at the task's scale
 FINAL_SIGMAS = (15.0, 25.0, 50.0)
 VAL_CROP = 384  # the centre of each held-out photo: six of them, 0.9 megapixels in all
 CALIBRATION_STEPS = (10, 30)  # CPU time per step is measured between these steps of a short run
@@ -90,6 +103,8 @@ CALIBRATION_STEPS = (10, 30)  # CPU time per step is measured between these step
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=("denoise", "sr"), default="denoise")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="the upscaling factor of --task sr")
     p.add_argument("--variants", default="res,res-coarse,naf,unshuffle",
                    help=f"comma-separated NAME[+CHANGE...]; names: {list(ARCHITECTURES)}, changes: {list(CHANGES)}")
     p.add_argument("--budget-minutes", type=float, default=20.0, help="process CPU minutes per variant")
@@ -100,9 +115,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="held-out photos (recipes/validation_photos.py); never the test sets")
     p.add_argument("--points", type=int, default=8, help="checkpoints per run, scored for the curve")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "budget")
-    p.add_argument("--name", default="denoise", help="names the plot and the section in docs/BENCHMARKS.md")
+    p.add_argument("--name", help="names the plot and the section in docs/BENCHMARKS.md (default: denoise, sr2...)")
     p.add_argument("--no-doc", action="store_true", help="print the section, leave docs/ alone")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.name = args.name or ("denoise" if args.task == "denoise" else f"sr{args.scale}")
+    return args
 
 
 def variant_flags(variant: str) -> list[str]:
@@ -113,8 +130,9 @@ def variant_flags(variant: str) -> list[str]:
 
 
 def train_command(variant: str, args, *, out: Path, iters: int, every: int) -> list[str]:
-    data = ["--clean", f"{args.corpus}/photos", "--clean", f"{args.corpus}/textures:0.3", "--dead-leaves", "0.15"]
-    return ["sagan-restore", "train", *data, *DENOISE_RECIPE, *variant_flags(variant), "--iters", str(iters),
+    data = ["--clean", f"{args.corpus}/photos", "--clean", f"{args.corpus}/textures:0.3"]
+    recipe = DENOISE_RECIPE if args.task == "denoise" else [*SR_RECIPE, "--scale", str(args.scale)]
+    return ["sagan-restore", "train", *data, *recipe, *variant_flags(variant), "--iters", str(iters),
             "--save-every", str(every), "--keep", str(args.points + 2), "--sample-every", str(iters),
             "--log-every", "5" if iters < 100 else "20", "--no-progress", "--out", str(out)]
 
@@ -224,6 +242,36 @@ def val_psnr(model, photos: list[np.ndarray], sigma: float, *, quantized: bool =
 
 
 @torch.no_grad()
+def val_sr_psnr(model, photos: list[np.ndarray], scale: int) -> float:
+    """Mean Y-PSNR over the held-out crops downscaled as the SR protocol does for sets without LR files
+    (Pillow's antialiased bicubic, 8 bits), `scale` pixels shaved: Set5's scoring, on photos we may tune on."""
+    scores = []
+    for hr in photos:
+        x = torch.from_numpy(bicubic_input(hr, scale)).permute(2, 0, 1)[None]
+        out = model(x)[0].permute(1, 2, 0).numpy()
+        scores.append(score(out, hr, Condition("sr", scale=scale))[0])
+    return float(np.mean(scores))
+
+
+def curve_score(model, photos: list[np.ndarray], args) -> float:
+    if args.task == "sr":
+        return val_sr_psnr(model, photos, args.scale)
+    return val_psnr(model, photos, CURVE_SIGMA)
+
+
+def curve_label(args) -> str:
+    return f"x{args.scale}, Y" if args.task == "sr" else f"sigma {CURVE_SIGMA:g}"
+
+
+def final_scores(model, photos: list[np.ndarray], args) -> dict[str, float]:
+    """The table's PSNR columns, label -> dB."""
+    if args.task == "sr":
+        return {f"x{args.scale} Y-PSNR": val_sr_psnr(model, photos, args.scale)}
+    return {**{f"sigma {s:g}": val_psnr(model, photos, s) for s in FINAL_SIGMAS},
+            "sigma 25, 8-bit": val_psnr(model, photos, 25.0, quantized=True)}
+
+
+@torch.no_grad()
 def inference_seconds_per_mp(model, size: int = 512) -> float:
     x = torch.rand(1, model.cfg.in_channels, size, size)
     model(x)
@@ -236,16 +284,16 @@ def inference_seconds_per_mp(model, size: int = 512) -> float:
 
 
 def score_run(variant: str, args, photos: list[np.ndarray]) -> dict:
-    """The curve (PSNR at CURVE_SIGMA at each checkpoint, against its CPU seconds) and the final scores."""
+    """The curve (the task's PSNR at each checkpoint, against its CPU seconds) and the final scores."""
     run = run_dir(args, variant)
     cache = run / "budget_scores.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
+    if cache.exists() and "scores" in (cached := json.loads(cache.read_text())):
+        return cached
     curve = []
     for path in list_checkpoints(run):
         state = torch.load(path, map_location="cpu", weights_only=True)
         model, _ = load_model(path)
-        curve.append((float(state["cpu_seconds"]), int(state["step"]), val_psnr(model, photos, CURVE_SIGMA)))
+        curve.append((float(state["cpu_seconds"]), int(state["step"]), curve_score(model, photos, args)))
     model, _ = load_model(list_checkpoints(run)[-1])
     cfg = load_run_config(run)
     rows = read_log(run)
@@ -253,8 +301,7 @@ def score_run(variant: str, args, photos: list[np.ndarray]) -> dict:
     result = {
         "variant": variant, "flags": variant_flags(variant), "curve": sorted(curve),
         "steps": steps, "cpu_seconds": cpu, "steps_per_cpu_s": steps / cpu,
-        "final": {f"{s:g}": val_psnr(model, photos, s) for s in FINAL_SIGMAS},
-        "final_8bit_25": val_psnr(model, photos, 25.0, quantized=True),
+        "scores": final_scores(model, photos, args),
         "params": count_parameters(model), "gflops_per_mp": gflops_per_megapixel(model),
         "inference_s_per_mp": inference_seconds_per_mp(model),
         "bf16": uses_bf16(cfg.precision, torch.device("cpu")),
@@ -263,13 +310,13 @@ def score_run(variant: str, args, photos: list[np.ndarray]) -> dict:
     return result
 
 
-def plot(results: list[dict], out: Path, title: str) -> None:
+def plot(results: list[dict], out: Path, title: str, ylabel: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in results:
         cpu, _, db = zip(*r["curve"]) if r["curve"] else ((), (), ())
         ax.plot(np.array(cpu) / 60, db, marker="o", markersize=3, label=r["variant"])
     ax.set_xlabel("process CPU minutes")
-    ax.set_ylabel(f"held-out PSNR, sigma {CURVE_SIGMA:g} (dB)")
+    ax.set_ylabel(f"held-out PSNR, {ylabel} (dB)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -277,6 +324,21 @@ def plot(results: list[dict], out: Path, title: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def task_description(args) -> str:
+    if args.task == "sr":
+        return (f"`recipes/sr{args.scale}.sh`'s data and degradations (x{args.scale}, Pillow's antialiased "
+                "bicubic, every LR input 8-bit; 96-pixel HR crops, batch 16)")
+    return ("`recipes/denoise.sh`'s data and degradations (blind sigma 0..55, half the inputs 8-bit, 15% "
+            "grey)")
+
+
+def scoring_description(args) -> str:
+    if args.task == "sr":
+        return (f"downscaled x{args.scale} as the SR protocol does (bicubic, 8 bits), BT.601 Y-PSNR with "
+                f"{args.scale} pixels shaved, outputs rounded to 8 bits")
+    return "with protocol noise, outputs rounded to 8 bits; 8-bit = noisy input clipped and rounded"
 
 
 def main(argv=None) -> None:
@@ -297,24 +359,23 @@ def main(argv=None) -> None:
     results = [score_run(v, args, photos) for v in variants]
     figure = REPO / "docs" / f"budget_{args.name}.png"
     plot(results, figure if not args.no_doc else args.out / figure.name,
-         f"{args.name}: equal CPU budgets ({args.budget_minutes:g} CPU min each)")
+         f"{args.name}: equal CPU budgets ({args.budget_minutes:g} CPU min each)", curve_label(args))
     header = ["variant", "bf16", "steps", "steps / CPU s", "params", "GFLOPs/MP", "inference s/MP",
-              *(f"sigma {s:g}" for s in FINAL_SIGMAS), "sigma 25, 8-bit"]
+              *results[0]["scores"]]
     rows = [[r["variant"], "yes" if r["bf16"] else "no", str(r["steps"]), f"{r['steps_per_cpu_s']:.2f}",
              f"{r['params'] / 1e6:.2f} M", f"{r['gflops_per_mp']:.0f}", f"{r['inference_s_per_mp']:.2f}",
-             *(f"{r['final'][f'{s:g}']:.2f}" for s in FINAL_SIGMAS), f"{r['final_8bit_25']:.2f}"] for r in results]
+             *(f"{db:.2f}" for db in r["scores"].values())] for r in results]
     section = "\n".join([
         f"## Equal CPU budgets: {args.name}",
         "",
         f"Generated by `benchmarks/budget.py` on commit {git_commit()}: `{script_command()}`",
         "",
-        f"Each variant trained with `recipes/denoise.sh`'s data and degradations (blind sigma 0..55, half the "
-        f"inputs 8-bit, 15% grey) for {args.budget_minutes:g} minutes of its own process CPU time "
-        f"({args.threads} threads of {cpu_name()}; the runs took turns in {args.slice:g}-second slices), its lr "
-        "schedule laid over the steps that budget allows. PSNR (dB) on the centre crops of the held-out "
-        f"photos in `{args.val.name}` (recipes/validation_photos.py) with protocol noise, outputs rounded to "
-        "8 bits; 8-bit = noisy input clipped and rounded. Inference s/MP: one 512 x 512 float32 forward, "
-        "median of 3, same threads. Variant flags are in `benchmarks/budget.py`. A process's CPU time per step "
+        f"Each variant trained with {task_description(args)} for {args.budget_minutes:g} minutes of its own "
+        f"process CPU time ({args.threads} threads of {cpu_name()}; the runs took turns in {args.slice:g}-second "
+        "slices), its lr schedule laid over the steps that budget allows. PSNR (dB) on the centre crops of the "
+        f"held-out photos in `{args.val.name}` (recipes/validation_photos.py), {scoring_description(args)}. "
+        "Inference s/MP: one 512 x 512 float32 forward (seconds per input megapixel), median of 3, same "
+        "threads. Variant flags are in `benchmarks/budget.py`. A process's CPU time per step "
         "grows when other work shares the cores (caches, memory bandwidth): variants run in different sessions "
         "(see their steps / CPU s) are compared less tightly than those run side by side.",
         "",

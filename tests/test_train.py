@@ -367,3 +367,25 @@ def test_bad_training_options_are_one_line_naming_the_option(tmp_path, capsys, f
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_x4_run_starts_from_x2_weights_with_only_its_second_upsampling_step_fresh(tmp_path, capsys):
+    """EDSR's warm start: the body and the first x2 step carry over; the second x2 step is new."""
+    x2 = tmp_path / "x2"
+    tiny_sr = ["--task", "sr", "--no-progress", "--adv-weight", "0", *TINY_MODEL]
+    assert main(["train", "--out", str(x2), "--scale", "2", "--iters", "2", *tiny_sr]) == 0
+    x4 = tmp_path / "x4"
+    # lr 0: the weights the run starts from are the weights it saves.
+    assert main(["train", "--out", str(x4), "--scale", "4", "--iters", "1", "--lr", "0",
+                 "--init-from", str(x2 / "generator.safetensors"), *tiny_sr]) == 0
+    trained, _ = load_model(x2 / "generator.safetensors")
+    started, _ = load_model(x4 / "generator.safetensors")
+    assert started.cfg.scale == 4
+    before, after = trained.state_dict(), started.state_dict()
+    carried = [name for name in after if name in before and torch.equal(before[name], after[name])]
+    assert set(after) - set(carried) == {"upsample.3.weight", "upsample.3.bias"}
+
+    wider = tmp_path / "wider"
+    assert main(["train", "--out", str(wider), "--scale", "4", "--iters", "1", "--init-from",
+                 str(x2 / "generator.safetensors"), *tiny_sr, "--width", "16"]) == 2
+    assert "--init-from" in capsys.readouterr().err

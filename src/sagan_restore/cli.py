@@ -142,7 +142,8 @@ def add_train_parser(sub) -> None:
                      help="add a frequency (FFT) loss, this many times the pixel loss's weight (e.g. 0.05)")
     opt.add_argument("--seed", type=int, default=T["seed"])
     opt.add_argument("--init-from", type=Path, metavar="MODEL",
-                     help="start the generator from a trained model (same architecture): fine-tuning")
+                     help="start the generator from a trained model (same architecture, or the same body at "
+                          "another --scale, e.g. x4 from x2): fine-tuning")
     run = p.add_argument_group("run")
     run.add_argument("--device", type=_device, default=T["device"], help="auto, cpu, cuda or cuda:N (default auto)")
     run.add_argument("--workers", type=int, default=T["workers"], help="DataLoader worker processes (per process)")

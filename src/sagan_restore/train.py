@@ -38,7 +38,7 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -200,12 +200,25 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 
 def init_generator(nets: Nets, cfg: TrainConfig) -> None:
-    """Copy trained weights into the fresh generator (--init-from); the architectures must agree."""
+    """Copy trained weights into the fresh generator (--init-from). The architectures must agree, except
+    that a model of another upscaling factor may start one (x4 from x2, as EDSR does): its body carries
+    over and the upsampling steps it lacks start fresh."""
     model, _ = load_model(cfg.init_from, realism=0)
-    if model.cfg != cfg.generator:
+    if replace(model.cfg, scale=cfg.generator.scale) != cfg.generator:
         raise UserError(f"--init-from {cfg.init_from}: its architecture {model.cfg} differs from the "
                         f"requested {cfg.generator}; pass matching --width/--depth/--blocks/--attn-levels")
-    nets.generator.load_state_dict(model.state_dict())
+    nets.generator.load_state_dict(weights_that_fit(model.state_dict(), nets.generator.state_dict()))
+
+
+def weights_that_fit(trained: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`fresh` with every tensor of the same name and shape taken from `trained`. Only the upsampling tail
+    may stay fresh (it is all that depends on the scale); anything else missing is a bug."""
+    kept = {name: trained[name] if name in trained and trained[name].shape == t.shape else t
+            for name, t in fresh.items()}
+    left = [name for name in fresh if kept[name] is fresh[name] and not name.startswith("upsample.")]
+    if left:
+        raise RuntimeError(f"init: no trained weights for {left}")
+    return kept
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
