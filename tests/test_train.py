@@ -389,3 +389,12 @@ def test_x4_run_starts_from_x2_weights_with_only_its_second_upsampling_step_fres
     assert main(["train", "--out", str(wider), "--scale", "4", "--iters", "1", "--init-from",
                  str(x2 / "generator.safetensors"), *tiny_sr, "--width", "16"]) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_discriminator_learns_at_its_own_multiple_of_the_generators_rate(tmp_path):
+    run = tmp_path / "ttur"
+    assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--lr", "1e-3", "--d-lr-mult", "4",
+                 "--no-progress", *TINY_MODEL]) == 0
+    state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2))
+    g_lr, d_lr = state.opt_g["param_groups"][0]["lr"], state.opt_d["param_groups"][0]["lr"]
+    assert g_lr == pytest.approx(1e-3) and d_lr == pytest.approx(4e-3)

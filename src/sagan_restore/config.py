@@ -193,6 +193,10 @@ class TrainConfig:
     # spectral norm built in, a logit per pixel; d_width sets its width, d_layers and d_norm do not apply).
     d_arch: Literal["patch", "unet"] = "patch"
     fm_weight: float = 0.0  # > 0: feature matching on D's features (models/losses.py), this weight
+    # D's learning rate as a multiple of G's (the two time-scale update rule, Heusel et al. 2017): a fresh D
+    # against a trained fidelity model stays at chance for hundreds of steps at G's rate, longer than a
+    # short GAN fine-tune lasts.
+    d_lr_mult: float = 1.0
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
@@ -225,7 +229,7 @@ class TrainConfig:
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema {self.ema:g}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
         for name in ("cache_mb", "workers", "fft_weight", "weight_decay", "adv_weight", "l1_weight", "dead_leaves",
-                     "fm_weight"):
+                     "fm_weight", "d_lr_mult"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name):g}: must be 0 or more")
         if self.d_arch == "unet" and self.d_norm != "none":

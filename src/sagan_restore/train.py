@@ -233,10 +233,10 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * remaining
 
 
-def set_learning_rate(nets: Nets, lr: float) -> None:
-    for opt in (nets.opt_g, nets.opt_d):
+def set_learning_rate(nets: Nets, lr: float, *, d_lr_mult: float = 1.0) -> None:
+    for opt, rate in ((nets.opt_g, lr), (nets.opt_d, lr * d_lr_mult)):
         for group in opt.param_groups if opt is not None else ():
-            group["lr"] = lr
+            group["lr"] = rate
 
 
 def step_if_finite(optimizer: torch.optim.Optimizer, losses_finite: bool, device: torch.device) -> bool:
@@ -678,7 +678,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                 with meter.waiting():
                     micro_batches = [to_device(next(batches), cfg, device) for _ in range(cfg.accumulate)]
                 step += 1
-                set_learning_rate(nets, learning_rate(cfg, step) * health.lr_scale)
+                set_learning_rate(nets, learning_rate(cfg, step) * health.lr_scale, d_lr_mult=cfg.d_lr_mult)
                 losses, finite = train_step(nets, cfg, micro_batches, step=step, amp=amp, device=device)
                 meter.images += cfg.batch
                 health.record(finite)
