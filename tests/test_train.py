@@ -398,3 +398,13 @@ def test_discriminator_learns_at_its_own_multiple_of_the_generators_rate(tmp_pat
     state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2))
     g_lr, d_lr = state.opt_g["param_groups"][0]["lr"], state.opt_d["param_groups"][0]["lr"]
     assert g_lr == pytest.approx(1e-3) and d_lr == pytest.approx(4e-3)
+
+
+def test_unconditional_discriminator_sees_the_output_alone(tmp_path):
+    run = tmp_path / "uncond"
+    for d_arch in ("patch", "unet"):
+        assert main(["train", "--out", str(run / d_arch), "--iters", "2", "--save-every", "2", "--d-unconditional",
+                     "--d-arch", d_arch, "--fm-weight", "1", "--no-progress", *TINY_MODEL]) == 0
+        state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run / d_arch, 2))
+        first = next(t for name, t in state.discriminator.items() if t.ndim == 4)
+        assert first.shape[1] == 3  # RGB output only, no input channels beside it

@@ -138,6 +138,8 @@ def add_train_parser(sub) -> None:
                           "(default 0; needs --adv-weight above 0)")
     opt.add_argument("--d-lr-mult", type=float, default=T["d_lr_mult"],
                      help="the discriminator's lr as a multiple of --lr (TTUR; default 1)")
+    opt.add_argument("--d-unconditional", action="store_true",
+                     help="D judges the output alone (Real-ESRGAN's), not (input, output) pairs (pix2pix's)")
     opt.add_argument("--l1-weight", type=float, default=T["l1_weight"], help="weight of the pixel loss")
     opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default=T["pixel_loss"])
     opt.add_argument("--fft-weight", type=float, default=T["fft_weight"],
@@ -220,7 +222,7 @@ def train_config_from_args(args):
         weight_decay=args.weight_decay, pixel_loss=args.pixel_loss, fft_weight=args.fft_weight,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, d_arch=args.d_arch, fm_weight=args.fm_weight,
-        d_lr_mult=args.d_lr_mult,
+        d_lr_mult=args.d_lr_mult, d_conditional=not args.d_unconditional,
         d_norm=args.d_norm or ("none" if args.spectral_norm or args.d_arch == "unet" else "instance"),
         seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,

@@ -197,6 +197,10 @@ class TrainConfig:
     # against a trained fidelity model stays at chance for hundreds of steps at G's rate, longer than a
     # short GAN fine-tune lasts.
     d_lr_mult: float = 1.0
+    # D judges (input, output) pairs (pix2pix's conditional D) or, False, the output alone (Real-ESRGAN's).
+    # Against a denoiser, the noisy input beside each image is a loud distraction from the faint texture
+    # that tells output from photo.
+    d_conditional: bool = True
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"

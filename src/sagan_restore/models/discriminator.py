@@ -1,5 +1,6 @@
-"""Discriminators, both conditional (they judge cat(input, output)): pix2pix's PatchGAN, one logit per
-overlapping 70x70 patch, and Real-ESRGAN's U-Net discriminator with spectral norm, one logit per pixel.
+"""Discriminators, conditional (they judge cat(input, output), as pix2pix's) or, given no condition, of
+the output alone (as Real-ESRGAN's): pix2pix's PatchGAN, one logit per overlapping 70x70 patch, and
+Real-ESRGAN's U-Net discriminator with spectral norm, one logit per pixel.
 Both can return their intermediate features, for the feature-matching loss (models/losses.py)."""
 
 import torch
@@ -60,8 +61,11 @@ class PatchDiscriminator(nn.Module):
         return x, found
 
 
-def conditioned(condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """What a conditional D looks at: the generator's input (resized to the image's size) beside the image."""
+def conditioned(condition: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor:
+    """What a conditional D looks at: the generator's input (resized to the image's size) beside the image;
+    the image alone for an unconditional D (condition None)."""
+    if condition is None:
+        return image
     if condition.shape[-2:] != image.shape[-2:]:
         condition = F.interpolate(condition, size=image.shape[-2:], mode="bicubic", align_corners=False)
     return torch.cat([condition, image], dim=1)
