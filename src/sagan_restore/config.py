@@ -193,13 +193,12 @@ class TrainConfig:
     # spectral norm built in, a logit per pixel; d_width sets its width, d_layers and d_norm do not apply).
     d_arch: Literal["patch", "unet"] = "patch"
     fm_weight: float = 0.0  # > 0: feature matching on D's features (models/losses.py), this weight
-    # D's learning rate as a multiple of G's (the two time-scale update rule, Heusel et al. 2017): a fresh D
-    # against a trained fidelity model stays at chance for hundreds of steps at G's rate, longer than a
-    # short GAN fine-tune lasts.
+    # D's learning rate as a multiple of G's (the two time-scale update rule, Heusel et al. 2017), the usual
+    # remedy for a fresh D that stays at chance against a trained fidelity model (real-restore's stayed at
+    # chance for 370 steps at G's rate; docs/MODELS.md has what the faster rates did).
     d_lr_mult: float = 1.0
-    # D judges (input, output) pairs (pix2pix's conditional D) or, False, the output alone (Real-ESRGAN's).
-    # Against a denoiser, the noisy input beside each image is a loud distraction from the faint texture
-    # that tells output from photo.
+    # D judges (input, output) pairs (pix2pix's conditional D) or, False, the output alone (Real-ESRGAN's,
+    # which need not read a faint texture difference beside a noisy input).
     d_conditional: bool = True
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
