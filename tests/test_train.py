@@ -408,3 +408,20 @@ def test_unconditional_discriminator_sees_the_output_alone(tmp_path):
         state = checkpoint.TrainingState.load(checkpoint.checkpoint_path(run / d_arch, 2))
         first = next(t for name, t in state.discriminator.items() if t.ndim == 4)
         assert first.shape[1] == 3  # RGB output only, no input channels beside it
+
+
+def test_d_warmup_trains_only_the_discriminator_at_first(tmp_path):
+    start = tmp_path / "start"
+    assert main(["train", "--out", str(start), "--iters", "1", "--adv-weight", "0", "--no-progress", *TINY_MODEL]) == 0
+    run = tmp_path / "warm"
+    assert main(["train", "--out", str(run), "--iters", "3", "--save-every", "1", "--log-every", "1", "--d-warmup", "2",
+                 "--no-progress",
+                 "--init-from", str(start / "generator.safetensors"), *TINY_MODEL]) == 0
+    g0 = load_model(start / "generator.safetensors")[0].state_dict()
+    states = [checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, s)) for s in (1, 2, 3)]
+    for state in states[:2]:  # warm-up steps: G exactly as it started, D moving
+        assert all(torch.equal(state.generator[k], g0[k]) for k in g0)
+    assert any(not torch.equal(states[0].discriminator[k], states[1].discriminator[k]) for k in states[0].discriminator)
+    assert any(not torch.equal(states[2].generator[k], g0[k]) for k in g0)  # then G learns too
+    rows = read_log(run)
+    assert rows[0]["g_l1"] == "" and rows[0]["d_real"] != "" and rows[2]["g_l1"] != ""

@@ -140,6 +140,8 @@ def add_train_parser(sub) -> None:
                      help="the discriminator's lr as a multiple of --lr (TTUR; default 1)")
     opt.add_argument("--d-unconditional", action="store_true",
                      help="D judges the output alone (Real-ESRGAN's), not (input, output) pairs (pix2pix's)")
+    opt.add_argument("--d-warmup", type=int, default=T["d_warmup"], metavar="STEPS",
+                     help="train only D for the first STEPS steps, G frozen (default 0)")
     opt.add_argument("--l1-weight", type=float, default=T["l1_weight"], help="weight of the pixel loss")
     opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default=T["pixel_loss"])
     opt.add_argument("--fft-weight", type=float, default=T["fft_weight"],
@@ -223,6 +225,7 @@ def train_config_from_args(args):
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, d_arch=args.d_arch, fm_weight=args.fm_weight,
         d_lr_mult=args.d_lr_mult, d_conditional=not args.d_unconditional,
+        d_warmup=args.d_warmup,
         d_norm=args.d_norm or ("none" if args.spectral_norm or args.d_arch == "unet" else "instance"),
         seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,

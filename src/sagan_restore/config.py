@@ -200,6 +200,9 @@ class TrainConfig:
     # D judges (input, output) pairs (pix2pix's conditional D) or, False, the output alone (Real-ESRGAN's,
     # which need not read a faint texture difference beside a noisy input).
     d_conditional: bool = True
+    # Steps at the start in which only D learns, G's weights staying as --init-from gave them: a fresh D
+    # against a trained fidelity model gets that long to find its cue before G starts to follow it.
+    d_warmup: int = 0
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
@@ -238,6 +241,10 @@ class TrainConfig:
         if self.d_arch == "unet" and self.d_norm != "none":
             raise ValueError(f"d_norm {self.d_norm}: the U-Net discriminator has spectral norm and no other "
                              "normalisation; use d_norm none with it")
+        if self.d_warmup < 0:
+            raise ValueError(f"d_warmup {self.d_warmup}: must be 0 or more steps")
+        if self.d_warmup > 0 and self.adv_weight == 0:
+            raise ValueError("d_warmup needs a discriminator: set adv_weight above 0 too")
         if self.fm_weight > 0 and self.adv_weight == 0:
             raise ValueError("fm_weight needs a discriminator: set adv_weight above 0 too")
         if not 0 <= self.lr_decay_from <= 1:

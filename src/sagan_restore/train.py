@@ -335,8 +335,9 @@ def update_ema(nets: Nets, cfg: TrainConfig, step: int) -> None:
 
 
 def train_step(nets: Nets, cfg: TrainConfig, micro_batches, *, step: int, amp, device) -> tuple[dict, bool]:
-    """One optimiser step of D, then of G, over the step's micro-batches (several with --accumulate).
-    False if an update was skipped for a non-finite loss or gradient.
+    """One optimiser step of D, then of G (none in the first cfg.d_warmup steps), over the step's
+    micro-batches (several with --accumulate). False if an update was skipped for a non-finite loss or
+    gradient.
 
     With one micro-batch, G's forward serves both updates: D learns from G(x), then G from the updated D,
     as in pix2pix. With several, D's pass runs G without gradients and G's pass runs it again, so only one
@@ -344,13 +345,16 @@ def train_step(nets: Nets, cfg: TrainConfig, micro_batches, *, step: int, amp, d
     """
     fakes: list = [None] * len(micro_batches)
     losses, d_ok = {}, True
+    d_only = step <= cfg.d_warmup  # D catches up with a trained G first; G stays as it was
     if nets.discriminator is not None:
-        keep = len(micro_batches) == 1
+        keep = len(micro_batches) == 1 and not d_only
         with torch.set_grad_enabled(keep), amp():
             made = [nets.train_g(inputs) for inputs, _ in micro_batches]
         losses, d_ok = d_step(nets, cfg, micro_batches, made, amp=amp, device=device)
         if keep:
             fakes = made
+    if d_only:
+        return losses, d_ok
     g_losses, g_ok = g_step(nets, cfg, micro_batches, fakes, amp=amp, device=device)
     if g_ok and nets.ema is not None:
         update_ema(nets, cfg, step)
