@@ -60,8 +60,8 @@ def realism_points(name: str) -> tuple[float, ...]:
     return (0.0, 1.0) if zoo.PRETRAINED[name].has_realism else ()
 
 
-def run_study(study: Study, args) -> tuple[list[str], Path | None]:
-    """The study's table (markdown lines) and its crops figure, copied into docs/ unless --no-doc."""
+def run_study(study: Study, args) -> list[str]:
+    """The study's tables as markdown lines; its crops figure is copied into docs/ unless --no-doc."""
     sets = tuple(args.sets / f"x{study.scale}_{s}" for s in study.severities)
     missing = [str(s) for s in sets if not s.is_dir()]
     if missing:
@@ -110,7 +110,7 @@ def run_study(study: Study, args) -> tuple[list[str], Path | None]:
     if figure is not None:
         lines += ["", f"Crops of the `{study.figure_set}` set where the ground truth has most detail "
                   f"(input | each method | ground truth): ![x{study.scale} crops]({figure.name})"]
-    return lines, figure
+    return lines
 
 
 def main(argv=None) -> None:
@@ -119,8 +119,7 @@ def main(argv=None) -> None:
     body = []
     for study in STUDIES:
         if study.scale in scales:
-            lines, _ = run_study(study, args)
-            body += [*lines, ""]
+            body += [*run_study(study, args), ""]
     section = "\n".join([
         "## Real photos and web images: the synthetic real-world sets",
         "",
