@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Recipe for `real-restore`'s realism (GAN) variant: the shipped fidelity model fine-tuned on the same
 # camera noise + JPEG inputs with a conditional discriminator plus L1, so `enhance --realism R` can trade
-# the fidelity end's smoothness for photo-like grain and texture. D is chosen by
-# benchmarks/gan_ends.py (docs/BENCHMARKS.md, "GAN ends of real-restore"): D_ARCH patch is pix2pix's
-# PatchGAN (batch norm), unet Real-ESRGAN's U-Net discriminator with spectral norm; FM > 0 adds feature
+# the fidelity end's smoothness for photo-like grain and texture. benchmarks/gan_ends.py compares the
+# discriminators; none has learned yet (docs/MODELS.md, the real-world models' card). D_ARCH patch is
+# pix2pix's PatchGAN (batch norm), unet Real-ESRGAN's U-Net discriminator with spectral norm; FM > 0 adds feature
 # matching on D's features (pix2pixHD). No pretrained network (VGG, LPIPS) is used: none can be had here.
 # `enhance --realism` interpolates the weights of the two models, which works because this one starts
 # from the other.

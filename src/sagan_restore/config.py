@@ -195,7 +195,7 @@ class TrainConfig:
     fm_weight: float = 0.0  # > 0: feature matching on D's features (models/losses.py), this weight
     # D's learning rate as a multiple of G's (the two time-scale update rule, Heusel et al. 2017), the usual
     # remedy for a fresh D that stays at chance against a trained fidelity model (real-restore's stayed at
-    # chance for 370 steps at G's rate; docs/MODELS.md has what the faster rates did).
+    # chance for 380 steps at G's rate; docs/MODELS.md has what the faster rates did).
     d_lr_mult: float = 1.0
     # D judges (input, output) pairs (pix2pix's conditional D) or, False, the output alone (Real-ESRGAN's,
     # which need not read a faint texture difference beside a noisy input).

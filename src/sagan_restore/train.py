@@ -157,9 +157,11 @@ def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
     d = None
     if cfg.adv_weight > 0:
         d_in = cfg.generator.out_channels + (cfg.generator.in_channels if cfg.d_conditional else 0)
-        d = UNetDiscriminator(d_in, width=cfg.d_width) if cfg.d_arch == "unet" else \
-            PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm,
-                               norm=cfg.d_norm)
+        if cfg.d_arch == "unet":
+            d = UNetDiscriminator(d_in, width=cfg.d_width, conditional=cfg.d_conditional)
+        else:
+            d = PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm,
+                                   norm=cfg.d_norm, conditional=cfg.d_conditional)
         d = d.to(device)
     if cfg.channels_last:
         for net in (g, d):
@@ -257,26 +259,23 @@ def synchronising(module: torch.nn.Module, *, last: bool):
     return nullcontext() if last or not hasattr(module, "no_sync") else module.no_sync()
 
 
-def d_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -> tuple[dict, bool]:
-    """D learns to call (input, target) real and (input, G(input)) fake (target and G(input) alone if D
-    is unconditional). Real and fake go through D as one
-    batch where instance norm keeps samples independent; with batch norm they go separately, as in pix2pix,
-    so each pass normalises with statistics of one kind, the kind G's step shows D. False if the update
-    was skipped."""
+def d_step(nets: Nets, micro_batches, fakes, *, amp, device) -> tuple[dict, bool]:
+    """D learns to call (input, target) real and (input, G(input)) fake (an unconditional D ignores the
+    input). Real and fake go through D as one batch where instance norm keeps samples independent; with
+    batch norm they go separately, as in pix2pix, so each pass normalises with statistics of one kind, the
+    kind G's step shows D. False if the update was skipped."""
     nets.discriminator.requires_grad_(True)
     nets.opt_d.zero_grad(set_to_none=True)
     n = len(micro_batches)
     totals = {"d_real": 0.0, "d_fake": 0.0}
     for i, ((inputs, target), fake) in enumerate(zip(micro_batches, fakes)):
-        inputs = inputs if cfg.d_conditional else None  # what D is shown beside each image
         with synchronising(nets.train_d, last=i == n - 1):
             with amp():
                 if nets.discriminator.batch_norm:
                     real_logits = nets.train_d(inputs, target).float()
                     fake_logits = nets.train_d(inputs, fake.detach()).float()
                 else:
-                    pair = None if inputs is None else torch.cat([inputs, inputs])
-                    logits = nets.train_d(pair, torch.cat([target, fake.detach()]))
+                    logits = nets.train_d(torch.cat([inputs, inputs]), torch.cat([target, fake.detach()]))
                     real_logits, fake_logits = logits.float().chunk(2)
             loss_real = adversarial_loss(real_logits, real=True)
             loss_fake = adversarial_loss(fake_logits, real=False)
@@ -307,14 +306,13 @@ def g_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -
             if cfg.fft_weight > 0:
                 loss = loss + cfg.l1_weight * cfg.fft_weight * frequency_loss(fake, target)
             if d is not None:
-                condition = inputs if cfg.d_conditional else None
                 with amp():
                     if cfg.fm_weight > 0:
-                        logits, fake_features = d(condition, fake, features=True)
+                        logits, fake_features = d(inputs, fake, features=True)
                         with torch.no_grad():
-                            _, real_features = d(condition, target, features=True)
+                            _, real_features = d(inputs, target, features=True)
                     else:
-                        logits = d(condition, fake)
+                        logits = d(inputs, fake)
                 loss_adv = adversarial_loss(logits.float(), real=True)
                 loss = loss + cfg.adv_weight * loss_adv
                 totals["g_adv"] += loss_adv.item() / n
@@ -350,7 +348,7 @@ def train_step(nets: Nets, cfg: TrainConfig, micro_batches, *, step: int, amp, d
         keep = len(micro_batches) == 1 and not d_only
         with torch.set_grad_enabled(keep), amp():
             made = [nets.train_g(inputs) for inputs, _ in micro_batches]
-        losses, d_ok = d_step(nets, cfg, micro_batches, made, amp=amp, device=device)
+        losses, d_ok = d_step(nets, micro_batches, made, amp=amp, device=device)
         if keep:
             fakes = made
     if d_only:

@@ -1,6 +1,7 @@
-"""Discriminators, conditional (they judge cat(input, output), as pix2pix's) or, given no condition, of
-the output alone (as Real-ESRGAN's): pix2pix's PatchGAN, one logit per overlapping 70x70 patch, and
-Real-ESRGAN's U-Net discriminator with spectral norm, one logit per pixel.
+"""Discriminators, conditional (they judge cat(input, output), as pix2pix's) or, built with
+`conditional=False`, of the output alone (as Real-ESRGAN's; the condition they are handed is then unused):
+pix2pix's PatchGAN, one logit per overlapping 70x70 patch, and Real-ESRGAN's U-Net discriminator with
+spectral norm, one logit per pixel.
 Both can return their intermediate features, for the feature-matching loss (models/losses.py)."""
 
 import torch
@@ -21,8 +22,9 @@ class PatchDiscriminator(nn.Module):
     """
 
     def __init__(self, in_channels: int, *, width: int = 64, layers: int = 3, spectral_norm: bool = False,
-                 norm: str = "instance"):
+                 norm: str = "instance", conditional: bool = True):
         super().__init__()
+        self.conditional = conditional
 
         def conv(cin, cout, stride):
             layer = nn.Conv2d(cin, cout, 4, stride=stride, padding=1)
@@ -50,7 +52,7 @@ class PatchDiscriminator(nn.Module):
     def forward(self, condition: torch.Tensor, image: torch.Tensor, *, features: bool = False):
         """condition: the generator's input (upsampled to the image's size for SR); image: real or fake.
         Logits, or (logits, the activations after each LeakyReLU) with `features`."""
-        x = conditioned(condition, image)
+        x = conditioned(condition if self.conditional else None, image)
         if not features:
             return self.net(x)
         found = []
@@ -82,8 +84,9 @@ class UNetDiscriminator(nn.Module):
 
     batch_norm = False  # real and fake may share one pass: nothing here mixes samples
 
-    def __init__(self, in_channels: int, *, width: int = 64):
+    def __init__(self, in_channels: int, *, width: int = 64, conditional: bool = True):
         super().__init__()
+        self.conditional = conditional
         sn = apply_spectral_norm
         w = width
         self.conv0 = nn.Conv2d(in_channels, w, 3, padding=1)
@@ -98,7 +101,7 @@ class UNetDiscriminator(nn.Module):
         self.head = nn.Conv2d(w, 1, 3, padding=1)
 
     def forward(self, condition: torch.Tensor, image: torch.Tensor, *, features: bool = False):
-        x = conditioned(condition, image)
+        x = conditioned(condition if self.conditional else None, image)
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % 8, -w % 8  # three halvings
         if pad_h or pad_w:
