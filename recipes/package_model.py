@@ -2,12 +2,13 @@
 """Package a trained generator as a shipped model: src/sagan_restore/weights/NAME.safetensors.
 
     python recipes/package_model.py RUN_DIR --name denoise --recipe recipes/denoise.sh \
-        [--scores eval/results.json] [--hardware "2-core CPU"] [--gan | --delta-of BASE]
+        [--scores eval/results.json] [--hardware "2-core CPU"] [--gan | --light | --delta-of BASE]
 
 --gan packages a GAN fine-tune of the model as its realism variant, NAME_gan.safetensors, which
-`enhance --realism` interpolates towards. It is stored as its difference from the shipped NAME model in
+`enhance --realism` interpolates towards; --light a fine-tune that removes less as NAME_light.safetensors,
+which `enhance --strength` blends with. Either is stored as its difference from the shipped NAME model in
 4 bits per weight (28% of float16's size; all shipped weights must stay under 30 MB); its check allows
-0.05 dB, since a GAN variant is not there for its PSNR, and its scores are measured on the stored weights.
+0.05 dB, since such a variant is not there for its PSNR, and its scores are measured on the stored weights.
 --delta-of BASE stores a fine-tune of another shipped model (real-sr4 of sr4, real-sr2 of sr2) the same
 way, as its difference from BASE.safetensors beside it, checked to the fidelity models' 0.01 dB; groups of
 32 values per scale are tried first, then 16 and 8.
@@ -85,7 +86,10 @@ def main(argv=None) -> int:
     parser.add_argument("--recipe", required=True, help="the committed recipe that trained it")
     parser.add_argument("--scores", type=Path, help="results.json from sagan-restore evaluate")
     parser.add_argument("--hardware", default="2-core CPU (AMD EPYC), no GPU")
-    parser.add_argument("--gan", action="store_true", help="package the realism (GAN) variant of --name")
+    variant = parser.add_mutually_exclusive_group()
+    variant.add_argument("--gan", action="store_true", help="package the realism (GAN) variant of --name")
+    variant.add_argument("--light", action="store_true",
+                         help="package the light variant of --name that --strength blends with")
     parser.add_argument("--delta-of", choices=sorted(zoo.PRETRAINED),
                         help="store as the 4-bit difference from this shipped model, which it was fine-tuned from")
     parser.add_argument("--train-seconds", type=float,
@@ -95,12 +99,13 @@ def main(argv=None) -> int:
 
     model, info = load_model(args.run, realism=0)
     pretrained = zoo.PRETRAINED[args.name]
-    out = pretrained.realism_path if args.gan else pretrained.path
+    suffix = "_gan" if args.gan else "_light" if args.light else ""
+    out = pretrained.path.with_name(f"{args.name}{suffix}.safetensors")
     out.parent.mkdir(parents=True, exist_ok=True)
     run_dir = args.run if args.run.is_dir() else args.run.parent.parent
     info = {
         **info,
-        "name": f"{args.name}_gan" if args.gan else args.name,
+        "name": args.name + suffix,
         "steps": info.get("steps", info.get("step")),
         "recipe": args.recipe,
         "hardware": args.hardware,
@@ -109,9 +114,9 @@ def main(argv=None) -> int:
         "gflops_per_mp": round(gflops_per_megapixel(model), 1),
         "scores": summarise_scores(args.scores) if args.scores else [],
     }
-    allowed = 0.05 if args.gan else 0.01
-    if args.gan or args.delta_of:
-        base = pretrained.path if args.gan else zoo.PRETRAINED[args.delta_of].path
+    allowed = 0.05 if suffix else 0.01
+    if suffix or args.delta_of:
+        base = pretrained.path if suffix else zoo.PRETRAINED[args.delta_of].path
         for group in DELTA_GROUPS:  # the coarsest grouping that keeps PSNR within `allowed`
             checkpoint.save_generator_delta(out, model, base, info=info, group=group)
             loss = storage_loss_db(model, checkpoint.load_generator(out)[0])

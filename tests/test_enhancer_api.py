@@ -98,6 +98,35 @@ def test_strength_scales_how_much_the_shipped_denoiser_removes():
     assert 10 / 255 < level < 20 / 255  # the estimate finds the sigma-15 noise
 
 
+def test_strength_blends_a_model_with_its_light_variant(tmp_path, capsys):
+    """A model with NAME_light.safetensors beside it (real-restore's): --strength S is the weight blend
+    S * model + (1 - S) * light, 0..1, and its noise-level input is left to its own estimate."""
+    from sagan_restore.cli import main
+    from sagan_restore.infer.loading import load_model
+    from conftest import save_png
+
+    full = save(random_generator(seed=0), tmp_path / "mine.safetensors")
+    light = save(random_generator(seed=1), tmp_path / "mine_light.safetensors")
+    weights = lambda m: np.concatenate([p.detach().numpy().ravel() for p in m.parameters()])  # noqa: E731
+    a, b = weights(load_model(full)[0]), weights(load_model(light)[0])
+    for strength in (0.0, 0.3, 1.0):
+        model, info = load_model(full, strength=strength)
+        np.testing.assert_allclose(weights(model), strength * a + (1 - strength) * b, atol=1e-6)
+    assert info["strength_model"].endswith("mine_light.safetensors")
+    image = photo(32, 40, noise=0.05)
+    outputs = {s: Enhancer.load(full, tile=0, strength=s).enhance(image) for s in (0.0, 0.5, 1.0)}
+    np.testing.assert_allclose(outputs[0.0], Enhancer.load(light, tile=0).enhance(image), atol=1e-5)
+    assert not np.allclose(outputs[0.5], outputs[0.0]) and not np.allclose(outputs[0.5], outputs[1.0])
+    with pytest.raises(UserError, match="--strength 2: .*light variant.* 0 .* to 1"):
+        Enhancer.load(full, strength=2)
+    save_png(tmp_path / "in.png", image)
+    assert main(["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", str(full),
+                 "--strength", "0", "--no-progress"]) == 0
+    assert main(["enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "bad"), "--model", str(full),
+                 "--strength", "1.5", "--no-progress"]) == 2
+    assert "light variant" in capsys.readouterr().err and not (tmp_path / "bad" / "in.png").exists()
+
+
 def test_strength_is_refused_where_it_means_nothing(sr_identity_path):
     with pytest.raises(UserError, match="--strength: .* no noise-level input"):
         Enhancer.load(sr_identity_path, strength=0.5)

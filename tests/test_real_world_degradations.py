@@ -303,6 +303,47 @@ def test_camera_keeps_the_size():
     assert dg.camera(clean, np.random.default_rng(0)).shape == (40, 30, 3)
 
 
+def test_camera_keeping_noise_gives_the_camera_input_and_the_sensor_image_as_target():
+    """--keep-noise: the input is exactly the camera preset's; the target is the noisy photo before the
+    file's 8 bits and JPEG, so the input's difference from it is the file's artefacts alone."""
+    clean = smooth_image(np.random.default_rng(2), 64, 64, texture=0.02)
+    for seed in range(6):
+        saved, noisy = dg.camera_keeping_noise(clean, np.random.default_rng(seed))
+        assert np.array_equal(saved, dg.camera(clean, np.random.default_rng(seed)))
+        draw = dg.draw_camera(np.random.default_rng(seed))
+        linear = dg.srgb_to_linear(clean)
+        expected_std = np.sqrt(draw.shot * linear + draw.read).mean()  # linear light, before the curve
+        assert np.abs(noisy - clean).mean() > 0.3 * expected_std  # the grain is in the target
+        if draw.jpeg_quality is None:  # saved losslessly: the input is the target rounded to 8 bits
+            assert np.abs(saved - noisy).max() <= 0.5 / 255 + 1e-6
+    cfg = DegradationConfig(preset="camera", keep_noise=True)
+    inputs, target = dg.degrade_pair(clean, cfg, np.random.default_rng(1))
+    assert np.array_equal(inputs, dg.camera(clean, np.random.default_rng(1))) and not np.array_equal(target, clean)
+    plain = dg.degrade_pair(clean, DegradationConfig(preset="camera"), np.random.default_rng(1))
+    assert np.array_equal(plain[0], inputs) and plain[1] is clean
+
+
+def test_training_samples_keeping_noise_share_the_inputs_of_plain_camera_samples(tmp_path):
+    photo = smooth_image(np.random.default_rng(3), 96, 96, texture=0.02)
+    samples = {keep: TrainingSamples(ImageSource([lambda: photo], ["photo"]), TrainConfig(
+        out=tmp_path, crop=64, degradation=DegradationConfig(preset="camera", keep_noise=keep, grey_share=0.5)))
+        for keep in (False, True)}
+    for index in range(6):  # grey and colour crops
+        (lr, hr), (lr_kept, hr_kept) = samples[False][index], samples[True][index]
+        assert np.array_equal(lr.numpy(), lr_kept.numpy())
+        assert (hr_kept - hr).abs().mean() > 1e-3  # the target carries the sensor noise
+
+
+def test_keep_noise_needs_the_camera_preset(tmp_path, capsys):
+    with pytest.raises(ValueError, match="keep_noise needs preset camera"):
+        DegradationConfig(keep_noise=True)
+    assert main(["train", "--out", str(tmp_path / "run"), "--iters", "1", "--keep-noise", "--no-progress",
+                 *TINY_MODEL]) == 2
+    err = capsys.readouterr().err
+    assert "--keep-noise" in err and "camera" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("preset,task,scale", [("real", "sr", 4), ("real", "denoise", 1), ("camera", "denoise", 1),
                                                ("web", "sr", 4), ("real-web", "sr", 2)])
 def test_training_samples_are_a_function_of_seed_and_index(tmp_path, preset, task, scale):

@@ -88,6 +88,10 @@ def add_train_parser(sub) -> None:
                      help=f"share of inputs clipped and rounded to 8 bits (default {D['quantize_share']:g})")
     deg.add_argument("--grey-share", type=float, default=D["grey_share"],
                      help="share of colour crops turned grey first, so a colour model learns grey images too")
+    deg.add_argument("--keep-noise", action="store_true",
+                     help="with --degrade camera: the target keeps the sensor noise, so the model removes the "
+                          "file's JPEG and 8-bit artefacts only (how real-restore's light variant for --strength "
+                          "is trained)")
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--load-size", type=int, help="resize images so the shorter side is this first")
     pre.add_argument("--crop", type=int, default=T["crop"], help=f"target crop size (default {T['crop']})")
@@ -194,6 +198,7 @@ def train_config_from_args(args):
             jpeg=_range(args.jpeg, kind=int, option="--jpeg") if args.jpeg else None,
             quantize_share=args.quantize_share,
             grey_share=args.grey_share,
+            keep_noise=args.keep_noise,
         )
     except ValueError as err:
         raise _option_error(err)
@@ -331,9 +336,10 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("--realism-model", metavar="M",
                    help="the GAN fine-tune of your own --model that --realism leans towards")
     p.add_argument("--strength", type=float, default=1.0, metavar="S",
-                   help="denoising strength of models with a noise-level input (denoise; models trained "
-                        "with --noise-map): the noise they are told there is, as a multiple of their own "
-                        "estimate; 0.5 keeps more grain and fine detail, 2 smooths more (default 1, range 0-4)")
+                   help="how hard to denoise (default 1). real-restore (a model with NAME_light.safetensors "
+                        "beside it): 0-1, 0 removes JPEG artefacts and keeps the grain, 1 removes the noise too. "
+                        "denoise (models trained with --noise-map): 0-4, the noise they are told there is as a "
+                        "multiple of their own estimate; 0.5 keeps more grain and fine detail, 2 smooths more")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     files = p.add_argument_group("files")
     files.add_argument("--recursive", action="store_true",
@@ -478,6 +484,12 @@ def run_models(args) -> int:
                   f"{gan_info.get('recipe')}); enhance uses --realism {m.default_realism:g} unless told")
             for score in gan_info.get("scores", []):
                 print(f"  {_score_line(score)}")
+        if m.strength_path is not None:
+            _, light_info = load_generator(m.strength_path)
+            print(f"  light variant for --strength ({light_info.get('steps')} steps, recipe "
+                  f"{light_info.get('recipe')}): --strength 0 is it, 1 (the default) the model")
+            for score in light_info.get("scores", []):
+                print(f"  {_score_line(score)}")
     return 0
 
 
@@ -544,8 +556,8 @@ def add_evaluate_parser(sub) -> None:
                    help="pretrained name, run folder, .safetensors file or .pt checkpoint; repeat to compare")
     p.add_argument("--realism", help="realism points to score for models with a GAN variant, e.g. 0,0.5,1 "
                                      "(default: each model's documented point)")
-    p.add_argument("--strength", help="--strength values to score for models with a noise-level input, e.g. "
-                                      "0.5,1,2 (default 1)")
+    p.add_argument("--strength", help="enhance --strength values to score for models with a light variant or "
+                                      "a noise-level input, e.g. 0,0.5,1 (default 1)")
     p.add_argument("--task", choices=["denoise", "sr"], default="denoise")
     p.add_argument("--sigma", default="25", help="noise levels (0..255 scale), e.g. 15,25,50 (default 25)")
     p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")

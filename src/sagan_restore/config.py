@@ -98,10 +98,15 @@ class DegradationConfig:
     jpeg: tuple[int, int] | None = None  # JPEG quality range, e.g. (30, 95)
     quantize_share: float = 0.5  # share of inputs clipped and rounded to 8 bits, as files users bring
     grey_share: float = 0.0  # share of colour crops made grey (equal channels, equal noise) first
+    # With preset camera: the target is the sensor's noisy photo, not the clean one, so the model learns to
+    # remove the file's 8-bit and JPEG artefacts and keep the grain (a `_light` strength variant).
+    keep_noise: bool = False
 
     def __post_init__(self):
         check_choice(self, "task")
         check_choice(self, "preset")
+        if self.keep_noise and self.preset != "camera":
+            raise ValueError("keep_noise needs preset camera: it keeps that preset's sensor noise in the target")
         if self.sigma is None:
             plain_denoising = self.task == "denoise" and self.preset == "custom"
             object.__setattr__(self, "sigma", (25.0, 25.0) if plain_denoising else (0.0, 0.0))

@@ -24,7 +24,7 @@ from PIL import Image
 
 from sagan_restore.config import DegradationConfig, TrainConfig
 from sagan_restore.data import corpus
-from sagan_restore.data.degradations import degrade, gaussian_noise, resize
+from sagan_restore.data.degradations import degrade_pair, gaussian_noise, resize
 from sagan_restore.errors import UserError
 from sagan_restore.formats.raster import (fill_nodata, measure_value_range, normalize, raster_kind, raster_size,
                                           read_raster, sample_values)
@@ -460,7 +460,7 @@ def _degraded_for_validation(clean: np.ndarray, cfg: TrainConfig, scale: int, *,
     if deg.task == "denoise" and deg.sigma[1] > 0:
         return gaussian_noise(clean, (deg.sigma[0] + deg.sigma[1]) / 2, rng), clean
     no_rounding = DegradationConfig(**{**deg.__dict__, "quantize_share": 0.0})
-    return degrade(clean, no_rounding, rng), clean
+    return degrade_pair(clean, no_rounding, rng)
 
 
 def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -529,10 +529,10 @@ class TrainingSamples(torch.utils.data.Dataset):
             hr = np.ascontiguousarray(hr)
             if hr.shape[2] == 3 and rng.random() < self.cfg.degradation.grey_share:
                 # A grey photo as a colour model sees it: three equal channels with equal noise.
-                grey = to_channels(hr, 1)
-                hr, lr = to_channels(grey, 3), to_channels(degrade(grey, self.cfg.degradation, rng), 3)
+                lr, hr = degrade_pair(to_channels(hr, 1), self.cfg.degradation, rng)
+                lr, hr = to_channels(lr, 3), to_channels(hr, 3)
             else:
-                lr = degrade(hr, self.cfg.degradation, rng)
+                lr, hr = degrade_pair(hr, self.cfg.degradation, rng)
         return to_tensor(lr), to_tensor(hr)
 
     def _padded(self, source: ImageSource, k: int, size: int) -> np.ndarray:

@@ -428,6 +428,17 @@ def camera(clean: np.ndarray, rng: np.random.Generator, ranges: CameraRanges = C
     return apply_camera(clean, draw_camera(rng, ranges), rng)
 
 
+def camera_keeping_noise(clean: np.ndarray, rng: np.random.Generator,
+                         ranges: CameraRanges = CAMERA) -> tuple[np.ndarray, np.ndarray]:
+    """The `camera` preset's input, and as target the photo as the sensor saw it: noisy, before the file's
+    8 bits and JPEG. A model trained on these pairs removes the file's artefacts and keeps the grain (the
+    light end of real-restore's --strength). Same draws, in the same order, as `camera`."""
+    draw = draw_camera(rng, ranges)
+    noisy = linear_to_srgb(poisson_gaussian_noise(srgb_to_linear(clean), draw.shot, draw.read, rng))
+    saved = quantize_8bit(noisy) if draw.jpeg_quality is None else jpeg(noisy, draw.jpeg_quality)
+    return saved, noisy.astype(np.float32)
+
+
 # --- the `web` preset: one mild stage with an antialiased downscale -------------------------------------
 
 @dataclass(frozen=True)
@@ -480,6 +491,14 @@ def apply_web(clean: np.ndarray, draw: WebDraw, *, scale: int, rng: np.random.Ge
 def web(clean: np.ndarray, scale: int, rng: np.random.Generator, ranges: WebRanges = WEB) -> np.ndarray:
     """The `web` preset: draw, then apply (the same rng gives the noise)."""
     return apply_web(clean, draw_web(rng, ranges), scale=scale, rng=rng)
+
+
+def degrade_pair(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(training input, target) for a clean crop: the target is the clean crop, or with `keep_noise` the
+    sensor's noisy image (see camera_keeping_noise)."""
+    if cfg.keep_noise:
+        return camera_keeping_noise(clean, rng)
+    return degrade(clean, cfg, rng), clean
 
 
 def degrade(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -> np.ndarray:

@@ -81,11 +81,16 @@ class Enhancer:
         half: bf16 (or fp16) autocast on a GPU, bf16 on a CPU that runs it natively. compile: torch.compile the model.
         realism: 0 faithful .. 1 the GAN variant's sharpness, interpolated in between; None = the pretrained
         model's documented default (see infer/loading.load_model). realism_model: the GAN variant of your own
-        model. strength: for models with a noise-level input, how much noise they are told there is, as a
-        multiple of their own estimate (0.5 keeps more grain and detail, 2 smooths more).
+        model. strength: how hard to denoise. For a model with a light variant (real-restore), the blend of
+        the two, 0..1 (see infer/loading.load_model); for other models with a noise-level input, how much
+        noise they are told there is, as a multiple of their own estimate (0.5 keeps more grain and detail,
+        2 smooths more).
         """
         torch_device = pick_device(device)
-        model, info = load_model(spec, device=torch_device, realism=realism, realism_model=realism_model)
+        model, info = load_model(spec, device=torch_device, realism=realism, realism_model=realism_model,
+                                 strength=strength)
+        if "strength_model" in info:  # the blend did it: the noise-level input is told the model's own estimate
+            strength = 1.0
         if batch is not None and batch < 1:
             raise UserError(f"--batch {batch}: must be at least 1")
         if overlap < 0:

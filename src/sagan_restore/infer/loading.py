@@ -28,14 +28,16 @@ def generator_from_checkpoint(path: Path, *, device="cpu") -> tuple[UNetGenerato
 
 
 def load_model(spec: str | Path | zoo.ResolvedModel, *, device="cpu", realism: float | None = None,
-               realism_model: str | Path | None = None) -> tuple[UNetGenerator, dict]:
+               realism_model: str | Path | None = None, strength: float = 1.0) -> tuple[UNetGenerator, dict]:
     """A generator from a pretrained name (see models/zoo.py), a run folder (its generator.safetensors,
     else its newest checkpoint), a .safetensors file or a .pt checkpoint.
 
     realism: 0 = the (fidelity) model itself, 1 = its GAN fine-tune, in between = network interpolation of
     the two; None = the documented default of a pretrained name, else 0. The GAN weights come from
     `realism_model`, else from NAME_gan.safetensors beside a NAME.safetensors model (how the shipped ones
-    are stored).
+    are stored). strength: for a model with a light variant beside it (NAME_light.safetensors), the blend
+    of the two, 1 = the model, 0 = the light variant (info then holds "strength_model"); other models leave
+    it to their noise-level input (infer/enhance.py).
     """
     resolved = spec if isinstance(spec, zoo.ResolvedModel) else zoo.resolve(spec)
     if realism is None:
@@ -44,6 +46,8 @@ def load_model(spec: str | Path | zoo.ResolvedModel, *, device="cpu", realism: f
         raise UserError(f"--realism {realism:g}: must be between 0 (faithful) and 1 (sharpest)")
     path = resolved.path
     model, info = _load_one(path, device=device)
+    if resolved.strength_path is not None:
+        model, info = _blended_with_light(model, info, resolved.strength_path, strength, device=device)
     if realism == 0 and realism_model is None:
         return model, info
     partner = zoo.resolve(realism_model).path if realism_model is not None else resolved.realism_path
@@ -66,6 +70,23 @@ def interpolate_weights(fidelity: UNetGenerator, gan: UNetGenerator, realism: fl
     gan_state = gan.state_dict()
     for name, tensor in fidelity.state_dict().items():
         tensor.lerp_(gan_state[name].to(tensor.dtype), realism)
+
+
+def _blended_with_light(model: UNetGenerator, info: dict, light_path: Path, strength: float, *,
+                        device) -> tuple[UNetGenerator, dict]:
+    """The model's weights moved towards its light variant's: strength * model + (1 - strength) * light,
+    the network interpolation of Real-ESRGAN's --denoise_strength, which works because the light variant is
+    a fine-tune of the model."""
+    if not 0 <= strength <= 1:
+        raise UserError(f"--strength {strength:g}: this model blends with its light variant, so it takes 0 "
+                        "(removes JPEG artefacts, keeps the grain) to 1 (removes noise too, the default)")
+    if strength != 1:
+        light, _ = _load_one(light_path, device=device)
+        if light.cfg != model.cfg:
+            raise UserError(f"{light_path}: its architecture differs from the model beside it, so the two "
+                            "cannot be blended; it must be fine-tuned from that model (train --init-from)")
+        interpolate_weights(model, light, 1 - strength)
+    return model, {**info, "strength": strength, "strength_model": str(light_path)}
 
 
 def _load_one(path: Path, *, device) -> tuple[UNetGenerator, dict]:

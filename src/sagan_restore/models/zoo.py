@@ -25,6 +25,13 @@ def realism_file(model_file: Path) -> Path:
     return model_file.with_name(f"{model_file.stem}_gan.safetensors")
 
 
+def strength_file(model_file: Path) -> Path:
+    """Where a model file's light variant is kept: NAME_light.safetensors beside NAME.safetensors. It is a
+    fine-tune of the model that removes less (real-restore's keeps the camera noise and removes only the
+    file's JPEG artefacts); `--strength S` blends the two, S * model + (1 - S) * light."""
+    return model_file.with_name(f"{model_file.stem}_light.safetensors")
+
+
 @dataclass(frozen=True)
 class Pretrained:
     name: str
@@ -44,13 +51,20 @@ class Pretrained:
     def has_realism(self) -> bool:
         return self.realism_path.exists()
 
+    @property
+    def strength_path(self) -> Path | None:
+        """Its light variant for --strength, where one is shipped."""
+        path = strength_file(self.path)
+        return path if path.exists() else None
+
 
 PRETRAINED = {
     m.name: m
     for m in [
         # Default realism points, chosen on held-out photos (recipes/validation_photos.py), never the test
-        # sets: for denoise, 0: its GAN variant adds almost no detail there (sharpness 0.434 -> 0.439) and
-        # costs PSNR; for sr2 and sr4, 0.5, which brings back part of the detail for under 1 dB there.
+        # sets: for denoise, 0: its GAN variant adds little detail there (sharpness 0.447 -> 0.518 at
+        # realism 1) and costs PSNR (-0.17 dB), and its Gaussian-noise scores stay those of the fidelity
+        # model; for sr2 and sr4, 0.5, which brings back part of the detail for under 1 dB there.
         Pretrained("denoise", "blind denoiser for Gaussian noise sigma 0..55, colour and grey, 8-bit or float input"),
         Pretrained("sr2", "x2 super-resolution of clean (bicubic-downscaled) images", scale=2, default_realism=0.5),
         Pretrained("sr4", "x4 super-resolution of clean (bicubic-downscaled) images", scale=4, default_realism=0.5),
@@ -101,6 +115,7 @@ class ResolvedModel:
     realism_path: Path | None  # its GAN (realism) variant, when one is stored beside it
     default_realism: float  # the point used when --realism is not given: a shipped model's documented one, else 0
     pretrained: Pretrained | None  # the shipped model it names, if it does
+    strength_path: Path | None = None  # its light variant for --strength, when one is stored beside it
 
     @property
     def origin(self) -> str:
@@ -128,11 +143,13 @@ def resolve(spec: str | Path) -> ResolvedModel:
             raise UserError(f"--model {text}: the pretrained weights are missing from this installation "
                             f"({model.path}); reinstall sagan-restore")
         partner = model.realism_path if model.has_realism else None
-        return ResolvedModel(text, model.path, partner, model.default_realism if partner else 0.0, model)
+        return ResolvedModel(text, model.path, partner, model.default_realism if partner else 0.0, model,
+                             model.strength_path)
     path = Path(text).expanduser()
     if path.exists():
-        partner = realism_file(path)
-        partner = partner if path.suffix == ".safetensors" and partner.exists() else None
-        return ResolvedModel(text, path, partner, 0.0, None)
+        partner, light = realism_file(path), strength_file(path)
+        weights_file = path.suffix == ".safetensors"
+        return ResolvedModel(text, path, partner if weights_file and partner.exists() else None, 0.0, None,
+                             light if weights_file and light.exists() else None)
     names = ", ".join(m.name for m in shipped()) or "none shipped"
     raise UserError(f"--model {text}: no such file or folder, and not a pretrained model ({names})")
