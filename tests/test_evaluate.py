@@ -1,6 +1,7 @@
 """`sagan-restore evaluate`: the noise protocol, scoring, the results files, as a user runs it."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -280,6 +281,26 @@ def test_strength_points_are_scored_as_separate_rows(colour_set, tmp_path):
     assert set(records) == {"denoise s0.25", "denoise s1"}
     assert "strength 0.25" in records["denoise s0.25"]["details"]
     assert records["denoise s0.25"]["psnr"] < records["denoise s1"]["psnr"] - 0.5  # told too little noise
+
+
+def test_half_scores_the_model_in_bf16_where_the_cpu_runs_it(colour_set, tmp_path):
+    from sagan_restore.devices import cpu_has_native_bf16
+
+    scores = {}
+    for half in (False, True):
+        out = tmp_path / f"half{half}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["evaluate", "--set", str(colour_set), "--sigma", "25", "--model", "denoise",
+                         "--baselines", "none", "--out", str(out), "--no-progress", "--figure-images", "0",
+                         *(["--half"] if half else [])]) == 0
+        (scores[half],) = json.loads((out / "results.json").read_text())["records"]
+    if cpu_has_native_bf16():
+        assert "bfloat16 autocast" in scores[True]["details"]
+        assert scores[True]["psnr"] == pytest.approx(scores[False]["psnr"], abs=0.1)  # bf16 costs little
+    else:
+        assert "autocast" not in scores[True]["details"] and any("--half" in str(w.message) for w in caught)
+    assert "autocast" not in scores[False]["details"]
 
 
 @pytest.mark.parametrize("name, scale, channels", [("span", 2, 3), ("span", 4, 1), ("waifu2x", 2, 1),

@@ -31,6 +31,7 @@ from sagan_restore.serve.jobs import Cancelled, Job, JobQueue, QueueFull  # noqa
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     save(random_generator(seed=1), folder / "real_gan.safetensors")  # makes "real" a model with realism
+    save(random_generator(seed=2), folder / "noise_light.safetensors")  # and "noise" one with strength
     return (str(save(random_generator(), folder / "noise.safetensors")),
             str(save(identity_generator(scale=2), folder / "up2.safetensors")),
             str(save(random_generator(), folder / "real.safetensors")))
@@ -75,8 +76,9 @@ def wait_done(client, job_id, timeout=30.0) -> dict:
 def test_models_listed_with_scale_and_limits(models):
     with client_for(models, max_upload_mb=2) as client:
         body = client.get("/api/models").json()
-    assert [(m["name"], m["scale"], m["has_realism"], m["default_realism"]) for m in body["models"]] == [
-        ("noise", 1, False, None), ("up2", 2, False, None), ("real", 1, True, 0.0)]
+    assert [(m["name"], m["scale"], m["has_realism"], m["default_realism"], m["has_strength"])
+            for m in body["models"]] == [("noise", 1, False, None, True), ("up2", 2, False, None, False),
+                                         ("real", 1, True, 0.0, False)]
     assert body["limits"]["max_upload_mb"] == 2
 
 
@@ -158,6 +160,23 @@ def test_realism_blends_towards_the_gan_variant(models):
         ignored = wait_done(client, upload(client, png_bytes(rgb), model="noise", realism="1").json()["id"])
         assert ignored["realism"] is None  # a model without a GAN variant has no realism to set
     assert np.abs(results[0] - results[1]).mean() > 1
+
+
+def test_strength_blends_towards_the_light_variant(models):
+    rgb = photo8()
+    light = Enhancer.load(models[0].replace("noise.", "noise_light."), tile=80).enhance(rgb)
+    with client_for(models) as client:
+        full = wait_done(client, upload(client, png_bytes(rgb)).json()["id"])
+        gentle = wait_done(client, upload(client, png_bytes(rgb), strength="0").json()["id"])
+        assert (full["strength"], gentle["strength"]) == (1.0, 0.0)
+        results = [np.asarray(Image.open(BytesIO(client.get(s["result"]).content)), dtype=np.float32)
+                   for s in (full, gentle)]
+        refused = upload(client, png_bytes(rgb), strength="2")
+        assert refused.status_code == 400 and "strength '2'" in refused.json()["error"]
+        ignored = wait_done(client, upload(client, png_bytes(rgb), model="real", strength="0").json()["id"])
+        assert ignored["strength"] == 1.0  # a model without a light variant has no strength to set
+    assert np.abs(results[0] - results[1]).mean() > 1
+    np.testing.assert_allclose(results[1], light, atol=1)  # strength 0 is the light variant itself
 
 
 @pytest.mark.parametrize("channels", [3, 1])

@@ -41,6 +41,7 @@ def server(tmp_path_factory):
     up2 = save(identity_generator(scale=2), folder / "up2.safetensors")
     real = save(random_generator(), folder / "real.safetensors")
     save(random_generator(seed=1), folder / "real_gan.safetensors")  # its GAN variant: realism on the page
+    save(random_generator(seed=2), folder / "noise_light.safetensors")  # its light variant: strength
     tmp = folder / "tmp"
     tmp.mkdir()
     port = free_port()
@@ -126,8 +127,10 @@ def test_dropped_images_are_enhanced(page, tmp_path):
 def test_realism_slider_only_for_models_that_have_it(page):
     page.select_option("#model", "real")
     assert page.is_visible("#realism") and page.input_value("#realism") == "0"
+    assert not page.is_visible("#strength")
     page.select_option("#model", "noise")
     assert not page.is_visible("#realism")
+    assert page.is_visible("#strength") and page.input_value("#strength") == "1"
 
 
 def test_limits_and_corrupt_files_show_their_message(page, tmp_path):

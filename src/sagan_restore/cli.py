@@ -576,6 +576,9 @@ def add_evaluate_parser(sub) -> None:
                         "free memory, as enhance does")
     p.add_argument("--threads", type=int, help="CPU threads for models (default: torch's choice); the "
                                                "baselines run on one, so --threads 1 compares like with like")
+    p.add_argument("--half", action="store_true",
+                   help="models in bf16/fp16 autocast, as enhance --half (a CPU without native bf16 stays in "
+                        "float32, with a warning)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_evaluate)
 
@@ -603,7 +606,7 @@ def evaluate_config_from_args(args):
         strengths=_number_list(args.strength, kind=float, option="--strength") if args.strength else (),
         baselines=_names(args.baselines if args.baselines is not None else default_baselines),
         quantized_input=args.quantized_input, device=args.device, threads=args.threads, tile=args.tile,
-        figure_images=args.figure_images,
+        half=args.half, figure_images=args.figure_images,
     )
 
 

@@ -266,12 +266,13 @@ class EvaluateConfig:
     scales: tuple[int, ...] = (4,)  # upscaling factors (sr)
     models: tuple[str, ...] = ()  # pretrained names, run folders, .safetensors or .pt files
     realism: tuple[float, ...] = ()  # points scored for models with a GAN variant; (): each model's default
-    strengths: tuple[float, ...] = ()  # --strength values scored for noise-map models; (): 1 only
+    strengths: tuple[float, ...] = ()  # --strength values scored (light-variant or noise-map models); (): 1 only
     baselines: tuple[str, ...] = ()  # names from sagan_restore.baselines
     quantized_input: bool = False  # clip and round noisy inputs to 8 bits, as a saved file would be
     device: str = "auto"
     threads: int | None = None  # torch threads for models; None: torch's default. Baselines use one.
     tile: int | None = None  # models' tile size in input pixels; None: Enhancer's automatic choice, 0: none
+    half: bool = False  # models in bf16 (fp16) autocast, as enhance --half: where the CPU or GPU runs it
     figure_images: int = 3  # images shown in each comparison figure
 
 

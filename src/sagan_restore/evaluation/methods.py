@@ -39,17 +39,18 @@ def baseline_method(name: str, task: str) -> Method:
 
 
 def model_method(spec: str, name: str, *, device: str, tile: int | None = None,
-                 realism: float | None = None, strength: float = 1.0) -> Method:
+                 realism: float | None = None, strength: float = 1.0, half: bool = False) -> Method:
     from sagan_restore.infer.enhance import Enhancer
 
-    enhancer = Enhancer.load(spec, device=device, tile=tile, realism=realism, strength=strength)
+    enhancer = Enhancer.load(spec, device=device, tile=tile, realism=realism, strength=strength, half=half)
     enhancer.enhance_pixels(np.zeros((16, 16, 3), dtype=np.float32))  # first call pays one-off set-up costs
     tiles = "whole images" if enhancer.settings.tile == 0 else \
         f"tiles of {enhancer.settings.tile} px overlapping by {enhancer.settings.overlap}"
     point = enhancer.info.get("realism", realism)
     realism_note = f", realism {point:g}" if point is not None else ""
     strength_note = f", strength {strength:g}" if strength != 1 else ""
-    details = f"model {spec} ({enhancer.device}, {tiles}{realism_note}{strength_note})"
+    precision = f", {str(enhancer.autocast_dtype).removeprefix('torch.')} autocast" if enhancer.autocast_dtype else ""
+    details = f"model {spec} ({enhancer.device}{precision}, {tiles}{realism_note}{strength_note})"
     return Method(name, "model", lambda pixels, condition: enhancer.enhance_pixels(pixels), enhancer.scale,
                   lambda condition: details, point)
 
@@ -65,7 +66,8 @@ def model_names(specs: tuple[str, ...]) -> list[str]:
 
 
 def model_methods(specs: tuple[str, ...], *, device: str, tile: int | None = None,
-                  realism: tuple[float, ...] = (), strengths: tuple[float, ...] = ()) -> list[Method]:
+                  realism: tuple[float, ...] = (), strengths: tuple[float, ...] = (),
+                  half: bool = False) -> list[Method]:
     """Each model once at its default realism, or once per realism point (named "NAME rR"), and likewise
     once per --strength value (named "NAME sS")."""
     methods = []
@@ -73,14 +75,15 @@ def model_methods(specs: tuple[str, ...], *, device: str, tile: int | None = Non
         for r in realism or (None,):
             for s in strengths or (1.0,):
                 label = name + (f" r{r:g}" if realism else "") + (f" s{s:g}" if strengths else "")
-                methods.append(model_method(spec, label, device=device, tile=tile, realism=r, strength=s))
+                methods.append(model_method(spec, label, device=device, tile=tile, realism=r, strength=s,
+                                            half=half))
     return methods
 
 
 def build_methods(cfg: EvaluateConfig) -> list[Method]:
     methods = [baseline_method(name, cfg.task) for name in cfg.baselines]
     methods += model_methods(cfg.models, device=cfg.device, tile=cfg.tile, realism=cfg.realism,
-                             strengths=cfg.strengths)
+                             strengths=cfg.strengths, half=cfg.half)
     if not methods:
         raise UserError("nothing to evaluate: give --model and/or --baselines")
     return methods

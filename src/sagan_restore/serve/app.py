@@ -31,7 +31,7 @@ from sagan_restore.errors import UserError
 from sagan_restore.infer.enhance import enhance_file
 from sagan_restore.io import ImageTooLarge, read_image, write_image
 from sagan_restore.serve.jobs import Job, JobQueue, QueueFull
-from sagan_restore.serve.models import ModelChoice, Models, parse_realism
+from sagan_restore.serve.models import ModelChoice, Models, parse_realism, parse_strength
 from sagan_restore.serve.uploads import receive_upload, split_upload_name, upload_too_large
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -64,7 +64,7 @@ class Service:
         return int(self.cfg.max_upload_mb * 1e6)
 
     def prepare(self, folder: Path, source: Path, *, stem: str, suffix: str, choice: ModelChoice,
-                realism: float | None, shown_name: str) -> Job:
+                realism: float | None, strength: float, shown_name: str) -> Job:
         """Decode an upload to check it (in a worker thread of the server) and describe its job."""
         with self._decoding:
             try:
@@ -88,11 +88,11 @@ class Service:
         return Job(folder=folder, input=source, output=output, before=before,
                    after=output if suffix in BROWSER_SUFFIXES else folder / "after.png",
                    download_name=f"{stem}_{choice.name}{suffix}", model=choice.name, realism=realism,
-                   width=width, height=height, scale=choice.scale)
+                   width=width, height=height, scale=choice.scale, strength=strength)
 
     def run(self, job: Job) -> None:
         """The worker's task: enhance the upload into the input's format, then a preview if browsers need one."""
-        enhancer = self.models.enhancer(self.models.choices[job.model].spec, job.realism)
+        enhancer = self.models.enhancer(self.models.choices[job.model].spec, job.realism, job.strength)
         enhance_file(enhancer, job.input, job.output, max_pixels=self.cfg.max_pixels,
                      on_progress=job.report_progress)
         if job.after != job.output:
@@ -104,7 +104,8 @@ def job_status(service: Service, job: Job) -> dict:
     base = f"/api/jobs/{job.id}"
     status = {
         "id": job.id, "state": job.state, "progress": round(job.progress, 4), "error": job.error,
-        "model": job.model, "realism": job.realism, "width": job.width, "height": job.height,
+        "model": job.model, "realism": job.realism, "strength": job.strength, "width": job.width,
+        "height": job.height,
         "scale": job.scale, "seconds": job.seconds, "download_name": job.download_name,
         "before": f"{base}/before",
     }
@@ -128,7 +129,8 @@ async def page(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     service = service_of(request)
     models = [{"name": c.name, "summary": c.summary, "scale": c.scale, "has_realism": c.has_realism,
-               "default_realism": c.default_realism} for c in service.models.choices.values()]
+               "default_realism": c.default_realism, "has_strength": c.has_strength}
+              for c in service.models.choices.values()]
     limits = {"max_upload_mb": service.cfg.max_upload_mb, "max_megapixels": service.cfg.max_pixels / 1e6}
     return JSONResponse({"models": models, "limits": limits})
 
@@ -142,6 +144,7 @@ async def create_job(request: Request) -> Response:
     shown_name = stem + suffix
     choice = service.models.choice(request.query_params.get("model", ""))
     realism = parse_realism(request.query_params.get("realism"), choice)
+    strength = parse_strength(request.query_params.get("strength"), choice)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > service.max_upload_bytes:
         raise HTTPException(413, upload_too_large(shown_name, service.max_upload_bytes))
@@ -152,7 +155,7 @@ async def create_job(request: Request) -> Response:
         source = folder / f"input{suffix}"
         await receive_upload(request, source, limit=service.max_upload_bytes, shown_name=shown_name)
         job = await run_in_threadpool(service.prepare, folder, source, stem=stem, suffix=suffix, choice=choice,
-                                      realism=realism, shown_name=shown_name)
+                                      realism=realism, strength=strength, shown_name=shown_name)
         service.jobs.submit(job)
     except BaseException as err:
         shutil.rmtree(folder, ignore_errors=True)

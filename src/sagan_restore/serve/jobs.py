@@ -48,6 +48,7 @@ class Job:
     width: int  # of the input
     height: int
     scale: int
+    strength: float = 1.0  # 1 = the model itself; below, blended with its light variant
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "queued"  # queued -> running -> done | failed | cancelled (deleted, or the server stopping)
     progress: float = 0.0  # fraction of the tiles enhanced

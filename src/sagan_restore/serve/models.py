@@ -13,7 +13,7 @@ from sagan_restore.infer.enhance import Enhancer
 from sagan_restore.models import zoo
 from sagan_restore.serve.uploads import safe_stem
 
-LOADED_MODELS = 4  # enhancers kept loaded (one per model and realism value asked for)
+LOADED_MODELS = 4  # enhancers kept loaded (one per model, realism and strength value asked for)
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class ModelChoice:
     scale: int
     has_realism: bool  # the model blends fidelity and GAN weights; the page shows a slider
     default_realism: float | None
+    has_strength: bool = False  # the model blends with its light variant (--strength 0..1); a second slider
 
 
 class Models:
@@ -31,7 +32,7 @@ class Models:
 
     def __init__(self, cfg: ServeConfig):
         self._cfg = cfg
-        self._loaded: OrderedDict[tuple[str, float | None], Enhancer] = OrderedDict()
+        self._loaded: OrderedDict[tuple[str, float | None, float], Enhancer] = OrderedDict()
         self.choices: dict[str, ModelChoice] = {}
         self._resolved: dict[str, zoo.ResolvedModel] = {}
         for name, resolved, summary in offered(cfg.models):
@@ -43,13 +44,14 @@ class Models:
             has_realism = resolved.realism_path is not None
             default_realism = resolved.default_realism if has_realism else None
             scale = self.enhancer(spec, default_realism).scale
-            self.choices[name] = ModelChoice(name, spec, summary, scale, has_realism, default_realism)
+            self.choices[name] = ModelChoice(name, spec, summary, scale, has_realism, default_realism,
+                                             has_strength=resolved.strength_path is not None)
 
-    def enhancer(self, spec: str, realism: float | None) -> Enhancer:
-        key = (spec, realism)
+    def enhancer(self, spec: str, realism: float | None, strength: float = 1.0) -> Enhancer:
+        key = (spec, realism, strength)
         if key not in self._loaded:
             self._loaded[key] = Enhancer.load(self._resolved.get(spec, spec), device=self._cfg.device,
-                                              tile=self._cfg.tile, realism=realism)
+                                              tile=self._cfg.tile, realism=realism, strength=strength)
             while len(self._loaded) > LOADED_MODELS:
                 self._loaded.popitem(last=False)
         self._loaded.move_to_end(key)
@@ -78,6 +80,19 @@ def offered(specs: tuple[str, ...]) -> list[tuple[str, zoo.ResolvedModel, str]]:
             path = resolved.path
             offered.append((safe_stem(path.name if path.is_dir() else path.stem), resolved, f"model from {spec}"))
     return offered
+
+
+def parse_strength(text: str | None, choice: ModelChoice) -> float:
+    """The page's strength for a model with a light variant; 1 (the model itself) for the others."""
+    if not choice.has_strength or text is None:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise HTTPException(400, f"strength {text!r}: expected a number from 0 (keeps the grain) to 1 (full)")
+    return round(value, 2)  # as realism: the slider's steps, not finer
 
 
 def parse_realism(text: str | None, choice: ModelChoice) -> float | None:

@@ -51,6 +51,7 @@ function modelChanged() {
     $("realism").value = m.default_realism;
     $("realism-value").textContent = Number(m.default_realism).toFixed(2);
   }
+  $("strength-row").hidden = !(m && m.has_strength);
 }
 
 // ---- jobs ----
@@ -80,6 +81,7 @@ async function submit(file) {
   }
   const query = new URLSearchParams({ model: model.name, name: file.name });
   if (model.has_realism) query.set("realism", $("realism").value);
+  if (model.has_strength) query.set("strength", $("strength").value);
   setStatus(row, "uploading");
   let response;
   for (;;) {
@@ -246,6 +248,9 @@ function setupDrop() {
   $("model").addEventListener("change", modelChanged);
   $("realism").addEventListener("input", () => {
     $("realism-value").textContent = Number($("realism").value).toFixed(2);
+  });
+  $("strength").addEventListener("input", () => {
+    $("strength-value").textContent = Number($("strength").value).toFixed(2);
   });
 }
 
