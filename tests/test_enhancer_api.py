@@ -132,3 +132,15 @@ def test_strength_is_refused_where_it_means_nothing(sr_identity_path):
         Enhancer.load(sr_identity_path, strength=0.5)
     with pytest.raises(UserError, match="--strength 9"):
         Enhancer.load("denoise", strength=9)
+
+
+def test_enhancing_does_not_import_scipy():
+    """scipy (blur and resampling for the training degradations) took about half a second of every
+    `enhance`'s start-up (docs/BENCHMARKS.md, "enhance against OpenCV NLM"); inference needs none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from sagan_restore.cli import main; from sagan_restore.infer import enhance; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]"

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sagan_restore.data.degradations import resize
 from sagan_restore.errors import UserError
-from sagan_restore.io import quantize
+from sagan_restore.io import quantize, resize
 
 INSTALL_HINT = 'install the baselines with: pip install "sagan-restore[baselines]"'
 

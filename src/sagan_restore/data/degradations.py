@@ -32,7 +32,7 @@ from scipy.signal import fftconvolve
 from scipy.special import j1
 
 from sagan_restore.config import DegradationConfig
-from sagan_restore.io import quantize
+from sagan_restore.io import quantize, resize
 
 
 def gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, *, grey: bool = False) -> np.ndarray:
@@ -61,19 +61,6 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return img
     return gaussian_filter(img, sigma=(sigma, sigma, 0), mode="reflect").astype(np.float32)
-
-
-def resize(img: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BICUBIC) -> np.ndarray:
-    """Resize (H, W, C) float pixels to size = (width, height), channel by channel in float precision.
-
-    Pillow's bicubic (a = -0.5) widens its kernel when downscaling, like MATLAB's antialiased imresize
-    that made the standard SR test sets.
-    """
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c])).resize(size, resample), dtype=np.float32)
-        for c in range(img.shape[2])
-    ]
-    return np.stack(channels, axis=2)
 
 
 def downscale(img: np.ndarray, scale: int) -> np.ndarray:

@@ -15,7 +15,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from sagan_restore import distributed
-from sagan_restore.data.degradations import resize
 from sagan_restore.devices import cpu_has_native_bf16, pick_device
 from sagan_restore.errors import UserError
 from sagan_restore.formats.raster import raster_kind
@@ -23,7 +22,7 @@ from sagan_restore.infer.loading import load_model
 from sagan_restore.infer.rasters import BandChoice, enhance_raster
 from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
 from sagan_restore.io import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image,
-                              to_channels, to_memory, write_image)
+                              resize, to_channels, to_memory, write_image)
 from sagan_restore.models.generator import UNetGenerator
 from sagan_restore.models.noise_level import estimate_noise_level
 
