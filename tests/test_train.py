@@ -410,6 +410,35 @@ def test_unconditional_discriminator_sees_the_output_alone(tmp_path):
         assert first.shape[1] == 3  # RGB output only, no input channels beside it
 
 
+def test_highpass_discriminator_judges_only_fine_detail(tmp_path, capsys):
+    """--d-highpass: D sees the image minus its blur, so shading and colour (which L1 already fixes) cannot
+    move its verdict, and the fine noise or texture it must judge passes through."""
+    from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator, high_frequencies
+
+    torch.manual_seed(0)
+    noise = torch.randn(2, 3, 48, 48) * 0.1
+    ramp = torch.linspace(0, 1, 48).view(1, 1, 1, 48).expand(2, 3, 48, 48)
+    assert high_frequencies(torch.full((1, 3, 20, 20), 0.4), 1.0).abs().max() < 1e-6
+    assert high_frequencies(ramp, 1.0)[..., 4:-4].abs().max() < 1e-4  # a gradient is no detail
+    assert high_frequencies(noise, 1.0).std() > 0.7 * noise.std()
+    image = ramp * 0.5 + noise
+    for d in (PatchDiscriminator(3, width=8, layers=2, conditional=False, highpass=1.0),
+              UNetDiscriminator(3, width=8, conditional=False, highpass=1.0)):
+        with torch.no_grad():
+            for _ in range(10):  # spectral norm's power iterations, which then stop in eval mode
+                d(None, image)
+            d.eval()
+            shifted = d(None, image + torch.tensor([0.2, -0.1, 0.05]).view(1, 3, 1, 1))
+            assert torch.allclose(d(None, image), shifted, atol=1e-5)
+    run = tmp_path / "hp"
+    assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--d-highpass", "1.5",
+                 "--no-progress", *TINY_MODEL]) == 0
+    assert checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2)).config["d_highpass"] == 1.5
+    assert main(["train", "--out", str(tmp_path / "bad"), "--iters", "1", "--d-highpass", "-1", "--no-progress",
+                 *TINY_MODEL]) == 2
+    assert "--d-highpass -1" in capsys.readouterr().err
+
+
 def test_d_warmup_trains_only_the_discriminator_at_first(tmp_path):
     start = tmp_path / "start"
     assert main(["train", "--out", str(start), "--iters", "1", "--adv-weight", "0", "--no-progress", *TINY_MODEL]) == 0

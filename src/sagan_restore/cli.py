@@ -146,6 +146,9 @@ def add_train_parser(sub) -> None:
                      help="D judges the output alone (Real-ESRGAN's), not (input, output) pairs (pix2pix's)")
     opt.add_argument("--d-warmup", type=int, default=T["d_warmup"], metavar="STEPS",
                      help="train only D for the first STEPS steps, G frozen (default 0)")
+    opt.add_argument("--d-highpass", type=float, default=T["d_highpass"], metavar="SIGMA",
+                     help="D judges the image minus its Gaussian blur of this sigma in pixels: fine detail "
+                          "and noise only (frequency separation; default 0, the whole image)")
     opt.add_argument("--l1-weight", type=float, default=T["l1_weight"], help="weight of the pixel loss")
     opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default=T["pixel_loss"])
     opt.add_argument("--fft-weight", type=float, default=T["fft_weight"],
@@ -230,7 +233,7 @@ def train_config_from_args(args):
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, d_arch=args.d_arch, fm_weight=args.fm_weight,
         d_lr_mult=args.d_lr_mult, d_conditional=not args.d_unconditional,
-        d_warmup=args.d_warmup,
+        d_warmup=args.d_warmup, d_highpass=args.d_highpass,
         d_norm=args.d_norm or ("none" if args.spectral_norm or args.d_arch == "unet" else "instance"),
         seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,

@@ -208,6 +208,10 @@ class TrainConfig:
     # Steps at the start in which only D learns, G's weights staying as --init-from gave them: a fresh D
     # against a trained fidelity model gets that long to find its cue before G starts to follow it.
     d_warmup: int = 0
+    # > 0: D judges the image minus its Gaussian blur of this sigma (pixels), its fine detail and noise only
+    # (the frequency separation of Fritsche et al. 2019): colour and shading, which L1 already fixes, no
+    # longer drown the texture difference between a restored output and a photo. 0: the whole image.
+    d_highpass: float = 0.0
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
@@ -246,6 +250,8 @@ class TrainConfig:
         if self.d_arch == "unet" and self.d_norm != "none":
             raise ValueError(f"d_norm {self.d_norm}: the U-Net discriminator has spectral norm and no other "
                              "normalisation; use d_norm none with it")
+        if self.d_highpass < 0:
+            raise ValueError(f"d_highpass {self.d_highpass:g}: must be 0 (off) or a blur sigma in pixels")
         if self.d_warmup < 0:
             raise ValueError(f"d_warmup {self.d_warmup}: must be 0 or more steps")
         if self.d_warmup > 0 and self.adv_weight == 0:

@@ -158,10 +158,11 @@ def build_nets(cfg: TrainConfig, device: torch.device) -> Nets:
     if cfg.adv_weight > 0:
         d_in = cfg.generator.out_channels + (cfg.generator.in_channels if cfg.d_conditional else 0)
         if cfg.d_arch == "unet":
-            d = UNetDiscriminator(d_in, width=cfg.d_width, conditional=cfg.d_conditional)
+            d = UNetDiscriminator(d_in, width=cfg.d_width, conditional=cfg.d_conditional,
+                                  highpass=cfg.d_highpass)
         else:
             d = PatchDiscriminator(d_in, width=cfg.d_width, layers=cfg.d_layers, spectral_norm=cfg.spectral_norm,
-                                   norm=cfg.d_norm, conditional=cfg.d_conditional)
+                                   norm=cfg.d_norm, conditional=cfg.d_conditional, highpass=cfg.d_highpass)
         d = d.to(device)
     if cfg.channels_last:
         for net in (g, d):

@@ -4,6 +4,8 @@ pix2pix's PatchGAN, one logit per overlapping 70x70 patch, and Real-ESRGAN's U-N
 spectral norm, one logit per pixel.
 Both can return their intermediate features, for the feature-matching loss (models/losses.py)."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,9 +24,10 @@ class PatchDiscriminator(nn.Module):
     """
 
     def __init__(self, in_channels: int, *, width: int = 64, layers: int = 3, spectral_norm: bool = False,
-                 norm: str = "instance", conditional: bool = True):
+                 norm: str = "instance", conditional: bool = True, highpass: float = 0.0):
         super().__init__()
         self.conditional = conditional
+        self.highpass = highpass
 
         def conv(cin, cout, stride):
             layer = nn.Conv2d(cin, cout, 4, stride=stride, padding=1)
@@ -52,7 +55,7 @@ class PatchDiscriminator(nn.Module):
     def forward(self, condition: torch.Tensor, image: torch.Tensor, *, features: bool = False):
         """condition: the generator's input (upsampled to the image's size for SR); image: real or fake.
         Logits, or (logits, the activations after each LeakyReLU) with `features`."""
-        x = conditioned(condition if self.conditional else None, image)
+        x = conditioned(condition if self.conditional else None, image, highpass=self.highpass)
         if not features:
             return self.net(x)
         found = []
@@ -63,9 +66,12 @@ class PatchDiscriminator(nn.Module):
         return x, found
 
 
-def conditioned(condition: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor:
+def conditioned(condition: torch.Tensor | None, image: torch.Tensor, *, highpass: float = 0.0) -> torch.Tensor:
     """What a conditional D looks at: the generator's input (resized to the image's size) beside the image;
-    the image alone for an unconditional D (condition None)."""
+    the image alone for an unconditional D (condition None). With `highpass` (a sigma in pixels) the image
+    is replaced by its high frequencies (see high_frequencies); the condition stays whole."""
+    if highpass > 0:
+        image = high_frequencies(image, highpass)
     if condition is None:
         return image
     if condition.shape[-2:] != image.shape[-2:]:
@@ -84,9 +90,10 @@ class UNetDiscriminator(nn.Module):
 
     batch_norm = False  # real and fake may share one pass: nothing here mixes samples
 
-    def __init__(self, in_channels: int, *, width: int = 64, conditional: bool = True):
+    def __init__(self, in_channels: int, *, width: int = 64, conditional: bool = True, highpass: float = 0.0):
         super().__init__()
         self.conditional = conditional
+        self.highpass = highpass
         sn = apply_spectral_norm
         w = width
         self.conv0 = nn.Conv2d(in_channels, w, 3, padding=1)
@@ -101,7 +108,7 @@ class UNetDiscriminator(nn.Module):
         self.head = nn.Conv2d(w, 1, 3, padding=1)
 
     def forward(self, condition: torch.Tensor, image: torch.Tensor, *, features: bool = False):
-        x = conditioned(condition if self.conditional else None, image)
+        x = conditioned(condition if self.conditional else None, image, highpass=self.highpass)
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % 8, -w % 8  # three halvings
         if pad_h or pad_w:
@@ -123,6 +130,21 @@ class UNetDiscriminator(nn.Module):
 
 
 NORMS = ("instance", "batch", "none")
+
+
+def high_frequencies(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The image minus its Gaussian blur of `sigma` pixels (separable, reflect-padded): the fine detail and
+    noise, where a restored output differs from a photo, without the colour and shading, where it does not.
+    Linear, so G's gradient passes through it."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=image.device)
+    kernel = torch.exp(-taps**2 / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(image.dtype)
+    channels = image.shape[1]
+    blurred = F.pad(image, (radius, radius, radius, radius), mode="reflect")
+    blurred = F.conv2d(blurred, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    blurred = F.conv2d(blurred, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    return image - blurred
 
 
 def receptive_field(layers: int) -> int:
