@@ -74,7 +74,10 @@ PRETRAINED = {
                    "removed as it upscales", scale=4),
         Pretrained("real-sr2", "x2 super-resolution of real photos and web images: blur, noise and JPEG "
                    "removed as it upscales", scale=2),
-        Pretrained("real-restore", "camera noise and JPEG artefacts removed at the same size"),
+        # real-restore's default realism 0.5, chosen on the x1 real-world sets (made from the held-out
+        # photos): sharpness +0.05-0.07 and blockiness nearer the ground truth's for 0.01-0.06 dB.
+        Pretrained("real-restore", "camera noise and JPEG artefacts removed at the same size",
+                   default_realism=0.5),
     ]
 }
 
