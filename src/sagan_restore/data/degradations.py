@@ -406,7 +406,16 @@ def draw_camera(rng: np.random.Generator, ranges: CameraRanges = CAMERA) -> Came
 
 def apply_camera(clean: np.ndarray, draw: CameraDraw, rng: np.random.Generator) -> np.ndarray:
     """sRGB -> linear -> Poisson-Gaussian noise -> sRGB (clipped) -> 8 bits -> JPEG if drawn. Same size."""
-    noisy = linear_to_srgb(poisson_gaussian_noise(srgb_to_linear(clean), draw.shot, draw.read, rng))
+    return saved_as_drawn(sensor_image(clean, draw, rng), draw)
+
+
+def sensor_image(clean: np.ndarray, draw: CameraDraw, rng: np.random.Generator) -> np.ndarray:
+    """The photo as the sensor saw it: the drawn noise added in linear light, back in sRGB (clipped)."""
+    return linear_to_srgb(poisson_gaussian_noise(srgb_to_linear(clean), draw.shot, draw.read, rng))
+
+
+def saved_as_drawn(noisy: np.ndarray, draw: CameraDraw) -> np.ndarray:
+    """The sensor image as the drawn file stores it: 8 bits, then JPEG if drawn."""
     return quantize_8bit(noisy) if draw.jpeg_quality is None else jpeg(noisy, draw.jpeg_quality)
 
 
@@ -421,9 +430,8 @@ def camera_keeping_noise(clean: np.ndarray, rng: np.random.Generator,
     8 bits and JPEG. A model trained on these pairs removes the file's artefacts and keeps the grain (the
     light end of real-restore's --strength). Same draws, in the same order, as `camera`."""
     draw = draw_camera(rng, ranges)
-    noisy = linear_to_srgb(poisson_gaussian_noise(srgb_to_linear(clean), draw.shot, draw.read, rng))
-    saved = quantize_8bit(noisy) if draw.jpeg_quality is None else jpeg(noisy, draw.jpeg_quality)
-    return saved, noisy.astype(np.float32)
+    noisy = sensor_image(clean, draw, rng)
+    return saved_as_drawn(noisy, draw), noisy.astype(np.float32)
 
 
 # --- the `web` preset: one mild stage with an antialiased downscale -------------------------------------

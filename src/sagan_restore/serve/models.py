@@ -86,13 +86,7 @@ def parse_strength(text: str | None, choice: ModelChoice) -> float:
     """The page's strength for a model with a light variant; 1 (the model itself) for the others."""
     if not choice.has_strength or text is None:
         return 1.0
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise HTTPException(400, f"strength {text!r}: expected a number from 0 (keeps the grain) to 1 (full)")
-    return round(value, 2)  # as realism: the slider's steps, not finer
+    return slider_value(text, "strength", "0 (keeps the grain) to 1 (full)")
 
 
 def parse_realism(text: str | None, choice: ModelChoice) -> float | None:
@@ -100,10 +94,15 @@ def parse_realism(text: str | None, choice: ModelChoice) -> float | None:
         return None
     if text is None:
         return choice.default_realism
+    return slider_value(text, "realism", "0 (fidelity) to 1 (realism)")
+
+
+def slider_value(text: str, name: str, ends: str) -> float:
+    """A value of one of the page's 0..1 sliders, or a 400 naming it."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not 0 <= value <= 1:
-        raise HTTPException(400, f"realism {text!r}: expected a number from 0 (fidelity) to 1 (realism)")
-    return round(value, 2)  # the page's slider steps by 0.05; finer values would only reload models
+        raise HTTPException(400, f"{name} {text!r}: expected a number from {ends}")
+    return round(value, 2)  # the sliders step by 0.05; finer values would only load more models
