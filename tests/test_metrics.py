@@ -98,7 +98,8 @@ def test_blockiness_is_one_for_a_photo_and_rises_as_jpeg_quality_drops():
 
 
 def test_blockiness_of_an_upscaled_jpeg_is_seen_on_the_enlarged_grid():
-    from sagan_restore.data.degradations import jpeg, resize
+    from sagan_restore.data.degradations import jpeg
+    from sagan_restore.io import resize
     from sagan_restore.metrics import blockiness
 
     small = resize(data.chelsea()[:288, :448].astype(np.float32) / 255, (112, 72))  # a x4 input

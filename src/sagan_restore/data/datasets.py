@@ -24,11 +24,11 @@ from PIL import Image
 
 from sagan_restore.config import DegradationConfig, TrainConfig
 from sagan_restore.data import corpus
-from sagan_restore.data.degradations import degrade_pair, gaussian_noise, resize
+from sagan_restore.data.degradations import degrade_pair, gaussian_noise
 from sagan_restore.errors import UserError
 from sagan_restore.formats.raster import (fill_nodata, measure_value_range, normalize, raster_kind, raster_size,
                                           read_raster, sample_values)
-from sagan_restore.io import DECODER_ERRORS, IMAGE_SUFFIXES, list_images, read_image, to_channels
+from sagan_restore.io import DECODER_ERRORS, IMAGE_SUFFIXES, list_images, read_image, resize, to_channels
 
 PAIRED_FOLDER_NAMES = (("lr", "hr"), ("input", "target"), ("A", "B"))
 DEAD_LEAVES_COUNT = 48  # procedural images added to the built-in corpus

@@ -54,11 +54,7 @@ def load_model(spec: str | Path | zoo.ResolvedModel, *, device="cpu", realism: f
     if partner is None:
         raise UserError(f"--realism {realism:g}: {spec} has no realism (GAN) variant beside it; pass "
                         f"--realism-model with a GAN fine-tune of it, or leave --realism at 0")
-    gan, gan_info = _load_one(partner, device=device)
-    if gan.cfg != model.cfg:
-        raise UserError(f"--realism-model {partner}: its architecture differs from {path}'s, so the two "
-                        f"cannot be interpolated; it must be fine-tuned from that model (train --init-from)")
-    interpolate_weights(model, gan, realism)
+    _move_towards(model, partner, realism, device=device, option="--realism-model")
     return model, {**info, "realism": realism, "realism_model": str(partner)}
 
 
@@ -81,12 +77,18 @@ def _blended_with_light(model: UNetGenerator, info: dict, light_path: Path, stre
         raise UserError(f"--strength {strength:g}: this model blends with its light variant, so it takes 0 "
                         "(removes JPEG artefacts, keeps the grain) to 1 (removes noise too, the default)")
     if strength != 1:
-        light, _ = _load_one(light_path, device=device)
-        if light.cfg != model.cfg:
-            raise UserError(f"{light_path}: its architecture differs from the model beside it, so the two "
-                            "cannot be blended; it must be fine-tuned from that model (train --init-from)")
-        interpolate_weights(model, light, 1 - strength)
+        _move_towards(model, light_path, 1 - strength, device=device, option="--strength's light variant")
     return model, {**info, "strength": strength, "strength_model": str(light_path)}
+
+
+def _move_towards(model: UNetGenerator, partner: Path, weight: float, *, device, option: str) -> None:
+    """Interpolate `model`'s weights `weight` of the way towards those of the fine-tune stored at `partner`
+    (the realism and the strength blends alike); the two must share an architecture."""
+    other, _ = _load_one(partner, device=device)
+    if other.cfg != model.cfg:
+        raise UserError(f"{option} {partner}: its architecture differs from the model's, so the two cannot "
+                        "be interpolated; it must be fine-tuned from that model (train --init-from)")
+    interpolate_weights(model, other, weight)
 
 
 def _load_one(path: Path, *, device) -> tuple[UNetGenerator, dict]:
