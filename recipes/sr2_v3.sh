@@ -12,7 +12,7 @@ set -euo pipefail
 RUN=${1:-runs/sr2_v3}
 CORPUS=${2:-data/corpus}
 VAL=${3:-data/val_photos}
-X2=${4:-runs/sr2_v2}
+X2=${4:-sr2}
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 [ -d "$VAL" ] || python recipes/validation_photos.py --out "$VAL"
 sagan-restore train --init-from "$X2" \
