@@ -97,6 +97,8 @@ CHANGES = {
     "crop64": ["--crop", "64", "--batch", "18"],
     "crop128": ["--crop", "128", "--batch", "4"],
     "no-attention": ["--attn-levels", "none"],
+    # SR: ESPCN's and SPAN's tail (one conv at the input resolution, one pixel shuffle) instead of EDSR's.
+    "upsample-once": ["--upsampler", "once"],
     "noise-map": ["--noise-map"],
     "fp32": ["--precision", "fp32"],
 }

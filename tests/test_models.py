@@ -18,6 +18,26 @@ def test_generator_output_shape_for_every_scale(scale, size):
     assert g(x).shape == (2, 3, size[0] * scale, size[1] * scale)
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_one_step_upsampler_gives_the_same_shape_for_a_fraction_of_the_tail_flops(scale):
+    """ESPCN's tail: one conv at the input resolution, one pixel shuffle; no layer at the output size."""
+    from sagan_restore.models.generator import count_flops
+
+    steps = UNetGenerator(GeneratorConfig(width=8, depth=2, scale=scale))
+    once = UNetGenerator(GeneratorConfig(width=8, depth=2, scale=scale, upsampler="once"))
+    x = torch.rand(1, 3, 12, 20)
+    assert once(x).shape == steps(x).shape == (1, 3, 12 * scale, 20 * scale)
+    assert [type(m) for m in once.tail] == [nn.Conv2d, nn.PixelShuffle]
+    assert count_flops(once, 64, 64) < count_flops(steps, 64, 64)
+
+
+def test_one_step_upsampler_needs_super_resolution():
+    with pytest.raises(ValueError, match="upsampler 'once' is for super-resolution"):
+        GeneratorConfig(upsampler="once")
+    with pytest.raises(ValueError, match="upsampler must be one of"):
+        GeneratorConfig(scale=2, upsampler="twice")
+
+
 def test_grey_generator_shape():
     g = UNetGenerator(GeneratorConfig(in_channels=1, out_channels=1, width=8, depth=2))
     assert g(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)

@@ -391,6 +391,22 @@ def test_x4_run_starts_from_x2_weights_with_only_its_second_upsampling_step_fres
     assert "--init-from" in capsys.readouterr().err
 
 
+def test_light_tail_starts_from_a_trained_x4_body_with_only_the_output_layers_fresh(tmp_path):
+    x4 = tmp_path / "x4"
+    tiny_sr = ["--task", "sr", "--scale", "4", "--no-progress", "--adv-weight", "0", *TINY_MODEL]
+    assert main(["train", "--out", str(x4), "--iters", "2", *tiny_sr]) == 0
+    light = tmp_path / "light"
+    assert main(["train", "--out", str(light), "--iters", "1", "--lr", "0", "--upsampler", "once",
+                 "--init-from", str(x4 / "generator.safetensors"), *tiny_sr]) == 0
+    trained, _ = load_model(x4 / "generator.safetensors")
+    started, _ = load_model(light / "generator.safetensors")  # the architecture comes from the file
+    assert started.cfg.upsampler == "once" and trained.cfg.upsampler == "steps"
+    before, after = trained.state_dict(), started.state_dict()
+    fresh = {name for name in after if name not in before or not torch.equal(before[name], after[name])}
+    assert fresh == {"tail.0.weight", "tail.0.bias"}
+    assert started(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+
 def test_discriminator_learns_at_its_own_multiple_of_the_generators_rate(tmp_path):
     run = tmp_path / "ttur"
     assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--lr", "1e-3", "--d-lr-mult", "4",

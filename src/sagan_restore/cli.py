@@ -108,6 +108,9 @@ def add_train_parser(sub) -> None:
                        help="start the U-Net at 1/N resolution (pixel unshuffle, FFDNet's stem; restoration only)")
     model.add_argument("--noise-map", action="store_true",
                        help="feed an estimated noise-level map as an extra input plane (FFDNet's; still blind)")
+    model.add_argument("--upsampler", choices=["steps", "once"], default=G["upsampler"],
+                       help="SR tail: steps = a conv + pixel shuffle per x2 step (EDSR's, the default); once = one "
+                            "conv at the input resolution and one pixel shuffle (ESPCN's, SPAN's: far cheaper at x4)")
     model.add_argument("--attn-levels", help="levels with self-attention, 0 = full resolution (default: depth)")
     model.add_argument("--channels", type=int, default=G["in_channels"],
                        help="3 = colour model, 1 = grey; any other N: an N-band model for rasters (GeoTIFF) "
@@ -216,7 +219,8 @@ def train_config_from_args(args):
     try:
         generator = GeneratorConfig(in_channels=args.channels, out_channels=args.channels, width=args.width,
                                     depth=args.depth, blocks=_blocks(args.blocks), attn_levels=attn, scale=scale,
-                                    block=args.block, unshuffle=args.unshuffle, noise_map=args.noise_map)
+                                    block=args.block, unshuffle=args.unshuffle, noise_map=args.noise_map,
+                                    upsampler=args.upsampler)
     except ValueError as err:
         raise UserError(f"model options: {err}")
     clean = [_weighted_folder(text) for text in args.clean]

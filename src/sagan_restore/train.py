@@ -204,21 +204,22 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 def init_generator(nets: Nets, cfg: TrainConfig) -> None:
     """Copy trained weights into the fresh generator (--init-from). The architectures must agree, except
-    that a model of another upscaling factor may start one (x4 from x2, as EDSR does): its body carries
-    over and the upsampling steps it lacks start fresh."""
+    that a model of another upscaling factor or upsampler may start one (x4 from x2, as EDSR does; a light
+    tail on a trained body): its body carries over and the output layers it lacks start fresh."""
     model, _ = load_model(cfg.init_from, realism=0)
-    if replace(model.cfg, scale=cfg.generator.scale) != cfg.generator:
+    if replace(model.cfg, scale=cfg.generator.scale, upsampler=cfg.generator.upsampler) != cfg.generator:
         raise UserError(f"--init-from {cfg.init_from}: its architecture {model.cfg} differs from the "
                         f"requested {cfg.generator}; pass matching --width/--depth/--blocks/--attn-levels")
     nets.generator.load_state_dict(weights_that_fit(model.state_dict(), nets.generator.state_dict()))
 
 
 def weights_that_fit(trained: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`fresh` with every tensor of the same name and shape taken from `trained`. Only the upsampling tail
-    may stay fresh (it is all that depends on the scale); anything else missing is a bug."""
+    """`fresh` with every tensor of the same name and shape taken from `trained`. Only the output layers
+    may stay fresh (the upsampling steps and the last conv: all that depends on the scale and the upsampler);
+    anything else missing is a bug."""
     kept = {name: trained[name] if name in trained and trained[name].shape == t.shape else t
             for name, t in fresh.items()}
-    left = [name for name in fresh if kept[name] is fresh[name] and not name.startswith("upsample.")]
+    left = [name for name in fresh if kept[name] is fresh[name] and not name.startswith(("upsample.", "tail."))]
     if left:
         raise RuntimeError(f"init: no trained weights for {left}")
     return kept

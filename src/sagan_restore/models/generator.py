@@ -14,7 +14,9 @@ level, where a 32-channel convolution moves the most memory per FLOP, is gone.
 Super-resolution runs the whole U-Net at the low input resolution and upsamples at the end (pixel
 shuffle), as ESPCN and EDSR do: scale**2 times fewer FLOPs than working on a pre-upsampled input, and no
 worse in quality because the tail learns the upsampling instead of starting from bicubic's blur. A global
-residual adds the (bicubic-upsampled) input, so the network only learns the correction.
+residual adds the (bicubic-upsampled) input, so the network only learns the correction. The tail is EDSR's
+(a conv + shuffle per x2 step, a conv at the output resolution) or, with `upsampler="once"`, ESPCN's (one
+conv at the input resolution and one shuffle).
 """
 
 import torch
@@ -137,9 +139,14 @@ class UNetGenerator(nn.Module):
         self.bottleneck = _stage(widths[-1], blocks[-1], cfg.depth in attn, cfg.block)
         self.ups = nn.ModuleList(Upsample(widths[i + 1], widths[i], 2) for i in range(cfg.depth))
         self.decoders = nn.ModuleList(_stage(widths[i], blocks[i], False, cfg.block) for i in range(cfg.depth))
-        self.upsample = _upsampling_tail(widths[0], cfg.scale)
-        self.tail = nn.Sequential(nn.Conv2d(widths[0], cfg.out_channels * u * u, 3, padding=1), nn.PixelShuffle(u)) \
-            if u > 1 else nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
+        if cfg.upsampler == "once":  # super-resolution only, where u is 1
+            self.upsample = nn.Identity()
+            self.tail = nn.Sequential(nn.Conv2d(widths[0], cfg.out_channels * cfg.scale**2, 3, padding=1),
+                                      nn.PixelShuffle(cfg.scale))
+        else:
+            self.upsample = _upsampling_tail(widths[0], cfg.scale)
+            self.tail = nn.Sequential(nn.Conv2d(widths[0], cfg.out_channels * u * u, 3, padding=1),
+                                      nn.PixelShuffle(u)) if u > 1 else nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
 
     @property
     def multiple(self) -> int:
