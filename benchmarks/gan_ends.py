@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     sets = tuple(args.sets / f"x1_{s}" for s in SEVERITIES)
     cfg = EvaluateConfig(sets=sets, task="denoise", threads=args.threads, figure_images=3)
     methods = [baseline_method("noisy", "denoise"), model_method("real-restore", "real-restore (fidelity)",
-                                                                 device="cpu")]
+                                                                 device="cpu", realism=0)]
     methods += [model_method(str(run_folder(args, v) / "generator.safetensors"), f"GAN: {v}", device="cpu")
                 for v in args.variants]
     report = evaluate(cfg, progress=True, methods=methods)
