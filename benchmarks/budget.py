@@ -106,7 +106,7 @@ CURVE_SIGMA = 25.0  # denoising curves are scored at this sigma, SR curves at th
 FINAL_SIGMAS = (15.0, 25.0, 50.0)
 VAL_CROP = 384  # the centre of each held-out photo: six of them, 0.9 megapixels in all
 # CPU time per step is measured between these steps of a short run. The first steps decode images into the
-# cache and build oneDNN's kernels: a 10..30 window overestimated a step's cost by 10-25%, so the runs
+# cache and build oneDNN's kernels: a 10..30 window overestimated a step's cost by 16-32%, so the runs
 # used 75-86% of their budget (the table's CPU s column shows what each used).
 CALIBRATION_STEPS = (30, 80)
 

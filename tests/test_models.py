@@ -7,7 +7,7 @@ from torch import nn
 from sagan_restore.config import GeneratorConfig
 from sagan_restore.models.attention import SelfAttention2d
 from sagan_restore.models.discriminator import PatchDiscriminator, receptive_field
-from sagan_restore.models.generator import UNetGenerator
+from sagan_restore.models.generator import UNetGenerator, count_flops
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
@@ -21,8 +21,6 @@ def test_generator_output_shape_for_every_scale(scale, size):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_one_step_upsampler_gives_the_same_shape_for_a_fraction_of_the_tail_flops(scale):
     """ESPCN's tail: one conv at the input resolution, one pixel shuffle; no layer at the output size."""
-    from sagan_restore.models.generator import count_flops
-
     steps = UNetGenerator(GeneratorConfig(width=8, depth=2, scale=scale))
     once = UNetGenerator(GeneratorConfig(width=8, depth=2, scale=scale, upsampler="once"))
     x = torch.rand(1, 3, 12, 20)
@@ -113,7 +111,6 @@ def test_spectral_norm_with_batch_norm_keeps_both():
 
 
 def test_flop_count_is_linear_in_pixels_for_convolutions_and_quadratic_for_attention():
-    from sagan_restore.models.generator import count_flops
 
     convs_only = UNetGenerator(GeneratorConfig(width=8, depth=2, attn_levels=()))
     assert count_flops(convs_only, 64, 64) == 4 * count_flops(convs_only, 32, 32)
@@ -258,7 +255,6 @@ def test_noise_map_model_feeds_the_estimate_as_an_input_plane():
                                  GeneratorConfig(width=8, depth=2, block="naf", unshuffle=2, blocks=(1, 1, 2))])
 def test_torch_flop_counter_counts_what_the_hand_written_formula_did(cfg):
     """count_flops moved to torch's FlopCounterMode; the formula it replaced is the reference here."""
-    from sagan_restore.models.generator import count_flops
 
     total = 0
 
