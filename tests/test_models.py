@@ -111,7 +111,6 @@ def test_spectral_norm_with_batch_norm_keeps_both():
 
 
 def test_flop_count_is_linear_in_pixels_for_convolutions_and_quadratic_for_attention():
-
     convs_only = UNetGenerator(GeneratorConfig(width=8, depth=2, attn_levels=()))
     assert count_flops(convs_only, 64, 64) == 4 * count_flops(convs_only, 32, 32)
     attention = UNetGenerator(GeneratorConfig(width=8, depth=2, attn_levels=(2,)))
