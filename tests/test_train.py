@@ -407,6 +407,31 @@ def test_light_tail_starts_from_a_trained_x4_body_with_only_the_output_layers_fr
     assert started(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
 
 
+def test_a_body_grown_by_init_from_starts_as_the_trained_model_with_its_attention_carried(tmp_path, capsys):
+    """More blocks at a level than the trained model has: the new ones start as the identity, and the
+    attention block (after the blocks, so at a new index) keeps its trained weights."""
+    small = tmp_path / "small"
+    tiny_sr = ["--task", "sr", "--scale", "2", "--no-progress", "--adv-weight", "0", "--attn-levels", "2",
+               *TINY_MODEL]
+    assert main(["train", "--out", str(small), "--iters", "2", "--blocks", "1,1,1", *tiny_sr]) == 0
+    grown = tmp_path / "grown"
+    assert main(["train", "--out", str(grown), "--iters", "1", "--lr", "0", "--blocks", "3,1,2",
+                 "--init-from", str(small / "generator.safetensors"), *tiny_sr]) == 0
+    trained, _ = load_model(small / "generator.safetensors")
+    started, _ = load_model(grown / "generator.safetensors")
+    assert started.cfg.level_blocks == (3, 1, 2)
+    state = started.state_dict()
+    assert torch.equal(state["bottleneck.2.v.weight"], trained.state_dict()["bottleneck.1.v.weight"])
+    assert not state["encoders.0.2.conv2.weight"].any()  # a fresh block adds nothing
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(started(x), trained(x))
+
+    assert main(["train", "--out", str(tmp_path / "fewer"), "--iters", "1", "--blocks", "1,1,0",
+                 "--init-from", str(small / "generator.safetensors"), *tiny_sr]) == 2
+    assert "at least as many --blocks" in capsys.readouterr().err
+
+
 def test_discriminator_learns_at_its_own_multiple_of_the_generators_rate(tmp_path):
     run = tmp_path / "ttur"
     assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--lr", "1e-3", "--d-lr-mult", "4",

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -205,21 +206,62 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 def init_generator(nets: Nets, cfg: TrainConfig) -> None:
     """Copy trained weights into the fresh generator (--init-from). The architectures must agree, except
     that a model of another upscaling factor or upsampler may start one (x4 from x2, as EDSR does; a light
-    tail on a trained body): its body carries over and the output layers it lacks start fresh."""
+    tail on a trained body): its body carries over and the output layers it lacks start fresh. The new
+    model may also have more blocks at a level than the trained one: the extra blocks start as the identity,
+    so training starts from the trained model's own function."""
     model, _ = load_model(cfg.init_from, realism=0)
-    if replace(model.cfg, scale=cfg.generator.scale, upsampler=cfg.generator.upsampler) != cfg.generator:
+    trained_blocks, wanted_blocks = model.cfg.level_blocks, cfg.generator.level_blocks
+    comparable = replace(model.cfg, scale=cfg.generator.scale, upsampler=cfg.generator.upsampler,
+                         blocks=cfg.generator.blocks)
+    if comparable != cfg.generator or any(w < t for w, t in zip(wanted_blocks, trained_blocks)):
         raise UserError(f"--init-from {cfg.init_from}: its architecture {model.cfg} differs from the "
-                        f"requested {cfg.generator}; pass matching --width/--depth/--blocks/--attn-levels")
-    nets.generator.load_state_dict(weights_that_fit(model.state_dict(), nets.generator.state_dict()))
+                        f"requested {cfg.generator}; pass matching --width/--depth/--attn-levels and at "
+                        "least as many --blocks per level")
+    trained = attention_moved(model.state_dict(), trained_blocks, wanted_blocks)
+    grown = [f"{stage}.{j}." for stage, level in stage_levels(cfg.generator.depth)
+             for j in range(trained_blocks[level], wanted_blocks[level])]
+    for prefix in grown:
+        start_as_identity(nets.generator.get_submodule(prefix[:-1]))
+    nets.generator.load_state_dict(weights_that_fit(trained, nets.generator.state_dict(), fresh_ok=tuple(grown)))
 
 
-def weights_that_fit(trained: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def stage_levels(depth: int) -> list[tuple[str, int]]:
+    """The generator's stages (module name, level): an encoder and a decoder per level, then the bottleneck."""
+    return ([(f"encoders.{i}", i) for i in range(depth)] + [(f"decoders.{i}", i) for i in range(depth)]
+            + [("bottleneck", depth)])
+
+
+def attention_moved(state: dict[str, torch.Tensor], trained_blocks: tuple[int, ...],
+                    wanted_blocks: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """A stage is its blocks, then its attention block if it has one: with more blocks the attention's index
+    moves, and so must the names of its trained weights."""
+    renamed = dict(state)
+    for stage, level in stage_levels(len(trained_blocks) - 1):
+        old, new = f"{stage}.{trained_blocks[level]}.", f"{stage}.{wanted_blocks[level]}."
+        if old == new:
+            continue
+        for name in [n for n in state if n.startswith(old)]:
+            renamed[new + name[len(old):]] = renamed.pop(name)
+    return renamed
+
+
+def start_as_identity(block: nn.Module) -> None:
+    """A residual block that adds nothing: ResBlock's last conv zeroed (NAFBlock's residual scales start at
+    0 already)."""
+    if hasattr(block, "conv2"):
+        nn.init.zeros_(block.conv2.weight)
+        nn.init.zeros_(block.conv2.bias)
+
+
+def weights_that_fit(trained: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], *,
+                     fresh_ok: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """`fresh` with every tensor of the same name and shape taken from `trained`. Only the output layers
-    may stay fresh (the upsampling steps and the last conv: all that depends on the scale and the upsampler);
-    anything else missing is a bug."""
+    may stay fresh (the upsampling steps and the last conv: all that depends on the scale and the upsampler),
+    and the modules named by the `fresh_ok` prefixes; anything else missing is a bug."""
     kept = {name: trained[name] if name in trained and trained[name].shape == t.shape else t
             for name, t in fresh.items()}
-    left = [name for name in fresh if kept[name] is fresh[name] and not name.startswith(("upsample.", "tail."))]
+    left = [name for name in fresh
+            if kept[name] is fresh[name] and not name.startswith(("upsample.", "tail.", *fresh_ok))]
     if left:
         raise RuntimeError(f"init: no trained weights for {left}")
     return kept
