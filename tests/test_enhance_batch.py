@@ -155,3 +155,15 @@ def test_models_prints_a_compact_table_and_verbose_every_score(capsys):
     assert main(["models", "--verbose"]) == 0
     verbose = capsys.readouterr().out
     assert verbose.count("dB PSNR") > len(table) - 3
+
+
+@pytest.mark.parametrize("native, flags, precision", [(True, [], "bfloat16"), (True, ["--precision", "fp32"], "float32"),
+                                                      (True, ["--half"], "bfloat16"), (False, [], "float32")])
+def test_precision_is_bf16_by_default_only_where_the_cpu_runs_it_natively(album, model, tmp_path, capsys,
+                                                                          monkeypatch, native, flags, precision):
+    import sagan_restore.infer.enhance as enhance_module
+
+    monkeypatch.setattr(enhance_module, "cpu_has_native_bf16", lambda: native)
+    assert enhance(album / "a.png", "-o", tmp_path / "out", "--model", model, *flags) == 0
+    assert f"MP/s, {precision})" in capsys.readouterr().out
+    assert (tmp_path / "out" / "a.png").exists()

@@ -40,7 +40,7 @@ class Enhancer:
     """
 
     def __init__(self, model: UNetGenerator, device: torch.device, info: dict, *, settings: TileSettings,
-                 half: bool = False, compile: bool = False, name: str = "model", strength: float = 1.0):
+                 half: bool | None = False, compile: bool = False, name: str = "model", strength: float = 1.0):
         if not 0 <= strength <= MAX_STRENGTH:
             raise UserError(f"--strength {strength:g}: must be between 0 and {MAX_STRENGTH:g} (1 = as the model "
                             "judges the noise, below = gentler, above = stronger)")
@@ -56,6 +56,8 @@ class Enhancer:
         # NHWC is the layout oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in.
         self.model = model.to(device=device, memory_format=torch.channels_last).eval()
         self.autocast_dtype = None
+        if half is None:
+            half = half_is_native(device)
         if half:
             if device.type == "cuda":
                 self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -71,13 +73,15 @@ class Enhancer:
 
     @classmethod
     def load(cls, spec: str | Path, *, device: str = "cpu", tile: int | None = None, overlap: int = 32,
-             batch: int | None = None, half: bool = False, compile: bool = False, realism: float | None = None,
+             batch: int | None = None, half: bool | None = False, compile: bool = False, realism: float | None = None,
              realism_model: str | Path | None = None, strength: float = 1.0) -> "Enhancer":
         """A pretrained model by name, or one from a run folder, .safetensors or .pt file.
 
         tile: input pixels per tile side; None picks one from the free memory, 0 runs whole images at once.
         overlap: pixels neighbouring tiles share and blend. batch: tiles per forward (None: automatic).
-        half: bf16 (or fp16) autocast on a GPU, bf16 on a CPU that runs it natively. compile: torch.compile the model.
+        half: bf16 (or fp16) autocast on a GPU, bf16 on a CPU that runs it natively; False (the default)
+        float32; None half where the hardware computes bf16 natively, float32 elsewhere (the `enhance`
+        command's default). compile: torch.compile the model.
         realism: 0 faithful .. 1 the GAN variant's sharpness, interpolated in between; None = the pretrained
         model's documented default (see infer/loading.load_model). realism_model: the GAN variant of your own
         model. strength: how hard to denoise. For a model with a light variant (real-restore), the blend of
@@ -86,6 +90,8 @@ class Enhancer:
         2 smooths more).
         """
         torch_device = pick_device(device)
+        if half is None:
+            half = half_is_native(torch_device)
         model, info = load_model(spec, device=torch_device, realism=realism, realism_model=realism_model,
                                  strength=strength)
         if "strength_model" in info:  # the blend did it: the noise-level input is told the model's own estimate
@@ -103,6 +109,11 @@ class Enhancer:
     @property
     def scale(self) -> int:
         return self.model.cfg.scale
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in: float32, bfloat16 or float16."""
+        return str(self.autocast_dtype or torch.float32).removeprefix("torch.")
 
     def enhance(self, image):
         """Enhance a PIL image or a numpy array (H, W) or (H, W, C), C = 1-4, of uint8, uint16 or float in
@@ -172,6 +183,15 @@ class Enhancer:
         return np.clip(resize(alpha[..., None], (w * self.scale, h * self.scale))[..., 0], 0, 1)
 
 
+def half_is_native(device: torch.device) -> bool:
+    """Whether half precision is the default here: bf16 on a CUDA GPU that has it and on a CPU with
+    AVX512-BF16 or AMX, where it takes about half float32's time and moves PSNR by 0.01 dB or less
+    (docs/BENCHMARKS.md, "Precision"); float32 elsewhere, where bf16 is emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
 def _plane_progress(on_progress: Callable[[float], None] | None, plane: int, planes: int) -> OnTiles | None:
     """Tile counts of one of `planes` passes over the image as a fraction of the whole job."""
     if on_progress is None:
@@ -200,8 +220,8 @@ class BatchReport:
     megapixels: float = 0.0  # input megapixels enhanced
     seconds: float = 0.0
 
-    def summary(self, out_dir: Path) -> str:
-        rate = f" ({self.megapixels / self.seconds:.2f} MP/s)" if self.written and self.seconds > 0 else ""
+    def summary(self, out_dir: Path, precision: str = "float32") -> str:
+        rate = f" ({self.megapixels / self.seconds:.2f} MP/s, {precision})" if self.written and self.seconds > 0 else ""
         lines = [f"enhanced {len(self.written)} image(s) into {out_dir} in {self.seconds:.1f} s{rate}"]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} whose output already existed")
