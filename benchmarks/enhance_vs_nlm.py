@@ -6,8 +6,8 @@ the same photo, in one run, and where our time goes (start-up, model load, decod
 
 The photo: scikit-image's astronaut resized to 1152 x 864 (0.995 MP) with Gaussian noise sigma 25
 (default_rng(0)), saved as an 8-bit PNG, as a user's file would be. Ours: the real command in a fresh
-process (`sagan-restore enhance IN -o OUT --model M`), with and without `--half` (bf16 on CPUs that run it
-natively). NLM: `cv2.fastNlMeansDenoisingColored` with the sigma-25 strengths of the `nlm` baseline, read
+process (`sagan-restore enhance IN -o OUT --model M`), as it runs by default (`--precision auto`: bf16 on
+CPUs that run it natively) and with `--precision fp32`. NLM: `cv2.fastNlMeansDenoisingColored` with the sigma-25 strengths of the `nlm` baseline, read
 and written with OpenCV, in a fresh process too, with OpenCV's default threads (all cores, as ours) and
 with one. Each figure is the median of --repeats runs, the variants interleaved; the ratios compare
 medians of the same run. Writes the `enhance_vs_nlm` section of docs/BENCHMARKS.md.
@@ -97,15 +97,17 @@ def timed(command: list[str]) -> tuple[float, str]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     h, h_color, _ = nlm_strengths(SIGMA)
+    default_precision = "bf16 here" if cpu_has_native_bf16() else "float32 here"  # --precision auto
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         photo = tmp / "noisy.png"
         make_photo(photo)
         runs = {
-            "sagan-restore enhance": ["sagan-restore", "enhance", str(photo), "-o", str(tmp / "ours"), "--model",
-                                      args.model, "--overwrite"],
-            "sagan-restore enhance --half": ["sagan-restore", "enhance", str(photo), "-o", str(tmp / "half"),
-                                             "--model", args.model, "--overwrite", "--half"],
+            "sagan-restore enhance --precision fp32": ["sagan-restore", "enhance", str(photo), "-o", str(tmp / "ours"),
+                                                       "--model", args.model, "--overwrite", "--precision", "fp32"],
+            f"sagan-restore enhance (default, {default_precision})": [
+                "sagan-restore", "enhance", str(photo), "-o", str(tmp / "half"), "--model", args.model,
+                "--overwrite"],
             "OpenCV NLM, default threads": [sys.executable, "-c", NLM_PROGRAM, "0", str(photo),
                                             str(tmp / "nlm.png"), str(h), str(h_color)],
             "OpenCV NLM, 1 thread": [sys.executable, "-c", NLM_PROGRAM, "1", str(photo), str(tmp / "nlm1.png"),
@@ -125,8 +127,8 @@ def main(argv=None) -> None:
     nlm = wall["OpenCV NLM, default threads"]
     rows = [[name, f"{t:.2f}", f"{t / nlm:.2f}x"] for name, t in wall.items()]
     stage_rows = [[label, *(f"{s:.2f}" for s in stage[half]), f"{sum(stage[half]):.2f}"]
-                  for half, label in (("0", "float32"), ("1", "--half (bf16)" if cpu_has_native_bf16() else
-                                                          "--half (float32: no native bf16 here)"))]
+                  for half, label in (("0", "float32"), ("1", "bf16 (the default here)" if cpu_has_native_bf16() else
+                                                          "half (float32: no native bf16 here)"))]
     section = "\n".join([
         "## enhance against OpenCV NLM, 1 megapixel",
         "",

@@ -12,7 +12,7 @@
 # 0), with a lower peak rate for a fine-tune. Validated on the medium synthetic real-world x4 set made
 # from the held-out photos (recipes/real_world_sets.py).
 #
-#   bash recipes/real_sr4.sh [RUN_DIR] [CORPUS_DIR] [REAL_WORLD_SETS] [BICUBIC_MODEL]
+#   bash recipes/real_sr4.sh [RUN_DIR] [CORPUS_DIR] [REAL_WORLD_SETS] [BICUBIC_MODEL] [BLOCKS] [UPSAMPLER] [ITERS]
 #
 # `sagan-restore train --resume RUN_DIR` continues a run exactly.
 set -euo pipefail
@@ -20,12 +20,15 @@ RUN=${1:-runs/real_sr4}
 CORPUS=${2:-data/corpus}
 SETS=${3:-data/real_world}
 BICUBIC=${4:-sr4}
+BLOCKS=${5:-4,1,1,1}  # the architecture of BICUBIC: blocks per level and upsampler (docs/MODELS.md, sr4)
+UPSAMPLER=${6:-steps}
+ITERS=${7:-4000}  # on the v2 body validation peaked at step 2,000 of 4,000 (docs/MODELS.md)
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 [ -d "$SETS/x4_medium" ] || python recipes/real_world_sets.py --photos data/val_photos --out "$SETS"
 sagan-restore train --init-from "$BICUBIC" \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --val "$SETS/x4_medium" \
   --task sr --scale 4 --degrade real-web \
-  --block res --width 32 --depth 3 --blocks 4,1,1,1 --crop 192 --batch 8 \
+  --block res --width 32 --depth 3 --blocks "$BLOCKS" --upsampler "$UPSAMPLER" --crop 192 --batch 8 \
   --adv-weight 0 --fft-weight 0.05 --lr 5e-4 --beta1 0.9 --beta2 0.9 --lr-schedule cosine --lr-decay-from 0 \
-  --ema 0.999 --precision auto --iters 4000 --seed 0 \
+  --ema 0.999 --precision auto --iters "$ITERS" --seed 0 \
   --save-every 250 --keep 3 --sample-every 500 --no-progress --out "$RUN"
