@@ -7,10 +7,11 @@ the same photo, in one run, and where our time goes (start-up, model load, decod
 The photo: scikit-image's astronaut resized to 1152 x 864 (0.995 MP) with Gaussian noise sigma 25
 (default_rng(0)), saved as an 8-bit PNG, as a user's file would be. Ours: the real command in a fresh
 process (`sagan-restore enhance IN -o OUT --model M`), as it runs by default (`--precision auto`: bf16 on
-CPUs that run it natively) and with `--precision fp32`. NLM: `cv2.fastNlMeansDenoisingColored` with the sigma-25 strengths of the `nlm` baseline, read
-and written with OpenCV, in a fresh process too, with OpenCV's default threads (all cores, as ours) and
-with one. Each figure is the median of --repeats runs, the variants interleaved; the ratios compare
-medians of the same run. Writes the `enhance_vs_nlm` section of docs/BENCHMARKS.md.
+CPUs that run it natively) and with `--precision fp32`. NLM: `cv2.fastNlMeansDenoisingColored` with the
+sigma-25 strengths of the `nlm` baseline, read and written with OpenCV, in a fresh process too, with
+OpenCV's default threads (all cores, as ours) and with one. Each figure is the median of --repeats runs,
+the variants interleaved; the ratios compare medians of the same run. Writes the `enhance_vs_nlm` section
+of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations

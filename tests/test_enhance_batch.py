@@ -157,7 +157,8 @@ def test_models_prints_a_compact_table_and_verbose_every_score(capsys):
     assert verbose.count("dB PSNR") > len(table) - 3
 
 
-@pytest.mark.parametrize("native, flags, precision", [(True, [], "bfloat16"), (True, ["--precision", "fp32"], "float32"),
+@pytest.mark.parametrize("native, flags, precision", [(True, [], "bfloat16"),
+                                                      (True, ["--precision", "fp32"], "float32"),
                                                       (True, ["--half"], "bfloat16"), (False, [], "float32")])
 def test_precision_is_bf16_by_default_only_where_the_cpu_runs_it_natively(album, model, tmp_path, capsys,
                                                                           monkeypatch, native, flags, precision):

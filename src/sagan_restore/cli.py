@@ -374,8 +374,8 @@ def add_enhance_parser(sub) -> None:
     speed.add_argument("--batch", type=int, help="tiles per forward pass (default: automatic)")
     speed.add_argument("--precision", choices=("auto", "fp32", "half"), default="auto",
                        help="half: bf16 (fp16 on a GPU without bf16) autocast; fp32: float32; auto (default): "
-                            "half on a CPU with native bf16 (AVX512-BF16 or AMX) or a GPU with bf16, where it "
-                            "runs about twice as fast for 0.01 dB or less, float32 elsewhere")
+                            "half on a CPU with native bf16 (AVX512-BF16 or AMX) or a GPU with bf16, where the "
+                            "network takes about 0.6x the time for 0.005 dB or less, float32 elsewhere")
     speed.add_argument("--half", dest="precision", action="store_const", const="half",
                        help="the same as --precision half")
     speed.add_argument("--compile", action="store_true",

@@ -185,7 +185,7 @@ class Enhancer:
 
 def half_is_native(device: torch.device) -> bool:
     """Whether half precision is the default here: bf16 on a CUDA GPU that has it and on a CPU with
-    AVX512-BF16 or AMX, where it takes about half float32's time and moves PSNR by 0.01 dB or less
+    AVX512-BF16 or AMX, where the network takes 0.5-0.65x float32's time and PSNR moves by 0.005 dB or less
     (docs/BENCHMARKS.md, "Precision"); float32 elsewhere, where bf16 is emulated and slower."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -221,7 +221,8 @@ class BatchReport:
     seconds: float = 0.0
 
     def summary(self, out_dir: Path, precision: str = "float32") -> str:
-        rate = f" ({self.megapixels / self.seconds:.2f} MP/s, {precision})" if self.written and self.seconds > 0 else ""
+        rate = (f" ({self.megapixels / self.seconds:.2f} MP/s, {precision})" if self.written and self.seconds > 0
+                else "")
         lines = [f"enhanced {len(self.written)} image(s) into {out_dir} in {self.seconds:.1f} s{rate}"]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} whose output already existed")
