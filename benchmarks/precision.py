@@ -60,8 +60,8 @@ def degraded(clean: np.ndarray, index: int, scale: int) -> tuple[np.ndarray, np.
     return (protocol_noisy(clean, SIGMA, index) / 255).astype(np.float32), clean
 
 
-def measure(name: str, photos: list[np.ndarray]) -> dict:
-    enhancers = {half: Enhancer.load(name, half=half) for half in (False, True)}
+def measure(name: str, enhancers: dict[bool, Enhancer], photos: list[np.ndarray]) -> dict:
+    """`enhancers`: half (False: float32, True: bf16) -> the model loaded in that precision."""
     scale = enhancers[False].scale
     condition = Condition("sr", scale=scale) if scale > 1 else Condition("denoise", sigma=SIGMA)
     seconds = {False: 0.0, True: 0.0}
@@ -89,8 +89,9 @@ def main(argv=None) -> None:
     warm = [photos[0][:64, :64]]
     results = []
     for name in args.models.split(","):
-        measure(name, warm)
-        results.append(measure(name, photos))
+        enhancers = {half: Enhancer.load(name, half=half) for half in (False, True)}
+        measure(name, enhancers, warm)
+        results.append(measure(name, enhancers, photos))
         r = results[-1]
         print(f"{name}: {r['psnr'][False]:.3f} / {r['psnr'][True]:.3f} dB, "
               f"{r['s_per_mp'][False]:.2f} / {r['s_per_mp'][True]:.2f} s/MP", flush=True)

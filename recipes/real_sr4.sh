@@ -20,8 +20,8 @@ RUN=${1:-runs/real_sr4}
 CORPUS=${2:-data/corpus}
 SETS=${3:-data/real_world}
 BICUBIC=${4:-sr4}
-BLOCKS=${5:-4,1,1,1}  # the architecture of BICUBIC: blocks per level and upsampler (docs/MODELS.md, sr4)
-UPSAMPLER=${6:-steps}
+BLOCKS=${5:-8,1,1,1}  # the architecture of BICUBIC (the shipped sr4's): blocks per level and upsampler
+UPSAMPLER=${6:-once}
 ITERS=${7:-4000}  # on the v2 body validation peaked at step 2,000 of 4,000 (docs/MODELS.md)
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 [ -d "$SETS/x4_medium" ] || python recipes/real_world_sets.py --photos data/val_photos --out "$SETS"

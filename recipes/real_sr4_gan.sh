@@ -13,7 +13,8 @@
 #
 #   bash recipes/real_sr4_gan.sh [RUN_DIR] [CORPUS_DIR] [SETS_DIR] [ITERS] [D_WARMUP] [L1_WEIGHT] [INIT] [FLAGS...]
 #
-# INIT: the fidelity model it starts from (default the shipped real-sr4). FLAGS are added last and win.
+# INIT: the fidelity model it starts from (default the shipped real-sr4, whose architecture the flags give;
+# for the previous one, runs/real_sr4_v3, add --blocks 4,1,1,1 --upsampler steps). FLAGS are added last and win.
 set -euo pipefail
 RUN=${1:-runs/real_sr4_gan}
 CORPUS=${2:-data/corpus}
@@ -28,7 +29,7 @@ EXTRA=("${@:8}")
 sagan-restore train --init-from "$INIT" \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --val "$SETS/x4_medium" \
   --task sr --scale 4 --degrade real-web \
-  --block res --width 32 --depth 3 --blocks 4,1,1,1 --crop 192 --batch 8 \
+  --block res --width 32 --depth 3 --blocks 8,1,1,1 --upsampler once --crop 192 --batch 8 \
   --adv-weight 1 --l1-weight "$L1" --d-width 32 --d-arch patch --d-norm instance \
   --d-highpass 1 --d-warmup "$D_WARMUP" --d-lr-mult 2 \
   --lr 1e-4 --beta1 0.5 --beta2 0.999 --lr-decay-from 0.5 --precision auto --iters "$ITERS" --seed 1 \

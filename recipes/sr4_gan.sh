@@ -6,14 +6,15 @@
 #
 #   bash recipes/sr4_gan.sh [RUN_DIR] [CORPUS_DIR] [FIDELITY_MODEL] [L1_WEIGHT] [BLOCKS] [UPSAMPLER]
 #
-# BLOCKS and UPSAMPLER: the fidelity model's (default the shipped sr4's, 4,1,1,1 and steps).
+# BLOCKS and UPSAMPLER: the fidelity model's (default the shipped sr4's, 8,1,1,1 and once; the second sr4,
+# runs/sr4_v3, was 4,1,1,1 and steps).
 set -euo pipefail
 RUN=${1:-runs/sr4_gan}
 CORPUS=${2:-data/corpus}
 FIDELITY=${3:-sr4}
 L1=${4:-100}
-BLOCKS=${5:-4,1,1,1}
-UPSAMPLER=${6:-steps}
+BLOCKS=${5:-8,1,1,1}
+UPSAMPLER=${6:-once}
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 sagan-restore train --init-from "$FIDELITY" \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --dead-leaves 0.1 \

@@ -162,9 +162,9 @@ def test_models_prints_a_compact_table_and_verbose_every_score(capsys):
                                                       (True, ["--half"], "bfloat16"), (False, [], "float32")])
 def test_precision_is_bf16_by_default_only_where_the_cpu_runs_it_natively(album, model, tmp_path, capsys,
                                                                           monkeypatch, native, flags, precision):
-    import sagan_restore.infer.enhance as enhance_module
+    from sagan_restore import devices
 
-    monkeypatch.setattr(enhance_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
     assert enhance(album / "a.png", "-o", tmp_path / "out", "--model", model, *flags) == 0
     assert f"MP/s, {precision})" in capsys.readouterr().out
     assert (tmp_path / "out" / "a.png").exists()

@@ -41,8 +41,9 @@ class GeneratorConfig:
     noise_map: bool = False
     # How super-resolution leaves the low resolution. "steps": EDSR's tail, a 3x3 conv + pixel shuffle per x2
     # step, then a conv to the output channels at the full output resolution (at x4 the second step and the
-    # last conv run on 4x and 16x the pixels: 43% of the FLOPs of the shipped sr4). "once": ESPCN's and
-    # SPAN's, one 3x3 conv to out_channels * scale**2 at the input resolution and one pixel shuffle.
+    # last conv run on 4x and 16x the pixels: 43% of the FLOPs of an x4 model with 4 blocks at the input
+    # resolution). "once": ESPCN's and SPAN's, one 3x3 conv to out_channels * scale**2 at the input
+    # resolution and one pixel shuffle (the shipped sr4's).
     upsampler: Literal["steps", "once"] = "steps"
 
     def __post_init__(self):

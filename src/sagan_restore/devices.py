@@ -19,7 +19,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether a run with this --precision computes in bf16 on this device (see TrainConfig.precision)."""
+    """Whether a run with this --precision computes in bf16 on this device (see TrainConfig.precision; `auto`
+    is also `enhance`'s default, where bf16 moves PSNR by 0.005 dB or less: docs/BENCHMARKS.md, "Precision")."""
     if precision != "auto":
         return precision == "bf16"
     if device.type == "cuda":

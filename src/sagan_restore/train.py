@@ -44,7 +44,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -59,7 +58,7 @@ from sagan_restore.infer.loading import load_model
 from sagan_restore.io import atomic_write
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator
-from sagan_restore.models.generator import UNetGenerator
+from sagan_restore.models.generator import UNetGenerator, attention_moved, grown_blocks, start_as_identity
 from sagan_restore.models.losses import adversarial_loss, feature_matching_loss, frequency_loss, pixel_loss
 from sagan_restore.plots import plot_losses, save_sample_grid
 
@@ -218,39 +217,10 @@ def init_generator(nets: Nets, cfg: TrainConfig) -> None:
                         f"requested {cfg.generator}; pass matching --width/--depth/--attn-levels and at "
                         "least as many --blocks per level")
     trained = attention_moved(model.state_dict(), trained_blocks, wanted_blocks)
-    grown = [f"{stage}.{j}." for stage, level in stage_levels(cfg.generator.depth)
-             for j in range(trained_blocks[level], wanted_blocks[level])]
+    grown = grown_blocks(nets.generator, trained_blocks)
     for prefix in grown:
         start_as_identity(nets.generator.get_submodule(prefix[:-1]))
     nets.generator.load_state_dict(weights_that_fit(trained, nets.generator.state_dict(), fresh_ok=tuple(grown)))
-
-
-def stage_levels(depth: int) -> list[tuple[str, int]]:
-    """The generator's stages (module name, level): an encoder and a decoder per level, then the bottleneck."""
-    return ([(f"encoders.{i}", i) for i in range(depth)] + [(f"decoders.{i}", i) for i in range(depth)]
-            + [("bottleneck", depth)])
-
-
-def attention_moved(state: dict[str, torch.Tensor], trained_blocks: tuple[int, ...],
-                    wanted_blocks: tuple[int, ...]) -> dict[str, torch.Tensor]:
-    """A stage is its blocks, then its attention block if it has one: with more blocks the attention's index
-    moves, and so must the names of its trained weights."""
-    renamed = dict(state)
-    for stage, level in stage_levels(len(trained_blocks) - 1):
-        old, new = f"{stage}.{trained_blocks[level]}.", f"{stage}.{wanted_blocks[level]}."
-        if old == new:
-            continue
-        for name in [n for n in state if n.startswith(old)]:
-            renamed[new + name[len(old):]] = renamed.pop(name)
-    return renamed
-
-
-def start_as_identity(block: nn.Module) -> None:
-    """A residual block that adds nothing: ResBlock's last conv zeroed (NAFBlock's residual scales start at
-    0 already)."""
-    if hasattr(block, "conv2"):
-        nn.init.zeros_(block.conv2.weight)
-        nn.init.zeros_(block.conv2.bias)
 
 
 def weights_that_fit(trained: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], *,

@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sagan_restore import distributed
-from sagan_restore.devices import cpu_has_native_bf16, pick_device
+from sagan_restore.devices import pick_device, uses_bf16
 from sagan_restore.errors import UserError
 from sagan_restore.formats.raster import raster_kind
 from sagan_restore.infer.loading import load_model
@@ -56,12 +56,12 @@ class Enhancer:
         # NHWC is the layout oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in.
         self.model = model.to(device=device, memory_format=torch.channels_last).eval()
         self.autocast_dtype = None
-        if half is None:
-            half = half_is_native(device)
+        if half is None:  # `enhance --precision auto`: half where the hardware computes bf16 natively
+            half = uses_bf16("auto", device)
         if half:
             if device.type == "cuda":
                 self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            elif cpu_has_native_bf16():
+            elif uses_bf16("auto", device):  # a CPU with native bf16
                 self.autocast_dtype = torch.bfloat16
             else:
                 warnings.warn("--half: this CPU has no native bf16 (AVX512-BF16 or AMX), where it is slower "
@@ -91,7 +91,7 @@ class Enhancer:
         """
         torch_device = pick_device(device)
         if half is None:
-            half = half_is_native(torch_device)
+            half = uses_bf16("auto", torch_device)
         model, info = load_model(spec, device=torch_device, realism=realism, realism_model=realism_model,
                                  strength=strength)
         if "strength_model" in info:  # the blend did it: the noise-level input is told the model's own estimate
@@ -181,15 +181,6 @@ class Enhancer:
             return alpha
         h, w = alpha.shape
         return np.clip(resize(alpha[..., None], (w * self.scale, h * self.scale))[..., 0], 0, 1)
-
-
-def half_is_native(device: torch.device) -> bool:
-    """Whether half precision is the default here: bf16 on a CUDA GPU that has it and on a CPU with
-    AVX512-BF16 or AMX, where the network takes 0.5-0.65x float32's time and PSNR moves by 0.005 dB or less
-    (docs/BENCHMARKS.md, "Precision"); float32 elsewhere, where bf16 is emulated and slower."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def _plane_progress(on_progress: Callable[[float], None] | None, plane: int, planes: int) -> OnTiles | None:

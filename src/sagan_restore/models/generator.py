@@ -145,8 +145,8 @@ class UNetGenerator(nn.Module):
                                       nn.PixelShuffle(cfg.scale))
         else:
             self.upsample = _upsampling_tail(widths[0], cfg.scale)
-            self.tail = nn.Sequential(nn.Conv2d(widths[0], cfg.out_channels * u * u, 3, padding=1),
-                                      nn.PixelShuffle(u)) if u > 1 else nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
+            self.tail = (nn.Sequential(nn.Conv2d(widths[0], cfg.out_channels * u * u, 3, padding=1), nn.PixelShuffle(u))
+                         if u > 1 else nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1))
 
     @property
     def multiple(self) -> int:
@@ -181,6 +181,40 @@ class UNetGenerator(nn.Module):
         if self.cfg.out_channels != self.cfg.in_channels:
             x = x.mean(dim=1, keepdim=True).expand(-1, self.cfg.out_channels, -1, -1)
         return x
+
+
+def stage_levels(depth: int) -> list[tuple[str, int]]:
+    """The generator's stages (module name, level): an encoder and a decoder per level, then the bottleneck."""
+    return ([(f"encoders.{i}", i) for i in range(depth)] + [(f"decoders.{i}", i) for i in range(depth)]
+            + [("bottleneck", depth)])
+
+
+def attention_moved(state: dict[str, torch.Tensor], trained_blocks: tuple[int, ...],
+                    wanted_blocks: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """A stage is its blocks, then its attention block if it has one: with more blocks the attention's index
+    moves, and so must the names of its trained weights."""
+    renamed = dict(state)
+    for stage, level in stage_levels(len(trained_blocks) - 1):
+        old, new = f"{stage}.{trained_blocks[level]}.", f"{stage}.{wanted_blocks[level]}."
+        if old == new:
+            continue
+        for name in [n for n in state if n.startswith(old)]:
+            renamed[new + name[len(old):]] = renamed.pop(name)
+    return renamed
+
+
+def grown_blocks(model: UNetGenerator, trained_blocks: tuple[int, ...]) -> list[str]:
+    """Module-name prefixes ("encoders.0.4.") of the blocks `model` has beyond `trained_blocks` per level."""
+    return [f"{stage}.{j}." for stage, level in stage_levels(model.cfg.depth)
+            for j in range(trained_blocks[level], model.cfg.level_blocks[level])]
+
+
+def start_as_identity(block: nn.Module) -> None:
+    """A residual block that adds nothing: ResBlock's last conv zeroed (NAFBlock's residual scales start at
+    0 already)."""
+    if hasattr(block, "conv2"):
+        nn.init.zeros_(block.conv2.weight)
+        nn.init.zeros_(block.conv2.bias)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
