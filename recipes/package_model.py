@@ -10,8 +10,9 @@ which `enhance --strength` blends with. Either is stored as its difference from 
 4 bits per weight (28% of float16's size; all shipped weights must stay under 30 MB); its check allows
 0.05 dB, since such a variant is not there for its PSNR, and its scores are measured on the stored weights.
 --delta-of BASE stores a fine-tune of another shipped model (real-sr4 of sr4, real-sr2 of sr2) the same
-way, as its difference from BASE.safetensors beside it, checked to the fidelity models' 0.01 dB; groups of
-32 values per scale are tried first, then 16 and 8.
+way, as its difference from BASE.safetensors beside it, checked to the fidelity models' 0.01 dB; 4-bit codes
+with groups of 32 values per scale are tried first, then 16 and 8, then 8-bit codes (53% of float16's size,
+for a fine-tune that moved far, as real-restore from denoise).
 
 Weights are stored in float16 (half the size); the script checks that this moves the output by less than
 0.01 dB on scikit-image's held-out photo before writing. The metadata records the recipe, the steps,
@@ -66,7 +67,8 @@ def storage_loss_db(model, stored_model) -> float:
     return psnr(np.clip(exact, 0, 1), clean) - psnr(np.clip(stored, 0, 1), clean)
 
 
-DELTA_GROUPS = (32, 16, 8)  # values per float16 scale in a difference file, tried in this order
+# (bits per value, values per float16 scale) of a difference file, tried in this order: smallest first
+DELTA_STORAGE = ((4, 32), (4, 16), (4, 8), (8, 32))
 BASELINES = {*baselines.DENOISERS, *baselines.UPSCALERS}  # every method of `evaluate --baselines`
 
 
@@ -92,6 +94,10 @@ def main(argv=None) -> int:
                          help="package the light variant of --name that --strength blends with")
     parser.add_argument("--delta-of", choices=sorted(zoo.PRETRAINED),
                         help="store as the 4-bit difference from this shipped model, which it was fine-tuned from")
+    parser.add_argument("--bits", type=int, choices=[4, 8],
+                        help="codes of a difference file, where the check's one photo is not the model's task "
+                             "(real-restore: camera noise, checked at Gaussian sigma 25); default: the smallest "
+                             "storage that passes the check")
     parser.add_argument("--train-seconds", type=float,
                         help="total training wall time, where the run's log.csv clock restarted on a resume "
                              "(checkpoints from before the robustness work did not store it)")
@@ -109,16 +115,17 @@ def main(argv=None) -> int:
         "steps": info.get("steps", info.get("step")),
         "recipe": args.recipe,
         "hardware": args.hardware,
-        "train_seconds": args.train_seconds or training_seconds(run_dir),
+        "train_seconds": args.train_seconds or training_seconds(run_dir) or info.get("train_seconds"),
         "parameters": count_parameters(model),
         "gflops_per_mp": round(gflops_per_megapixel(model), 1),
-        "scores": summarise_scores(args.scores) if args.scores else [],
+        "scores": summarise_scores(args.scores) if args.scores else info.get("scores", []),
     }
     allowed = 0.05 if suffix else 0.01
     if suffix or args.delta_of:
         base = pretrained.path if suffix else zoo.PRETRAINED[args.delta_of].path
-        for group in DELTA_GROUPS:  # the coarsest grouping that keeps PSNR within `allowed`
-            checkpoint.save_generator_delta(out, model, base, info=info, group=group)
+        storage = [(bits, group) for bits, group in DELTA_STORAGE if args.bits in (None, bits)]
+        for bits, group in storage:  # the smallest storage that keeps PSNR within `allowed`
+            checkpoint.save_generator_delta(out, model, base, info=info, group=group, bits=bits)
             loss = storage_loss_db(model, checkpoint.load_generator(out)[0])
             if abs(loss) < allowed:
                 break

@@ -7,19 +7,27 @@
 # bicubic, every LR input rounded to 8 bits. The EMA of the weights (0.999) is what validation and the
 # packaged model use. x4 starts from these weights (recipes/sr4_v2.sh, `--init-from`).
 #
-#   bash recipes/sr2_v2.sh [RUN_DIR] [CORPUS_DIR] [VAL_DIR]
+#   bash recipes/sr2_v2.sh [RUN_DIR] [CORPUS_DIR] [VAL_DIR] [BLOCKS] [ITERS]
+#
+# BLOCKS: residual blocks per level, input resolution first (4,1,1,1 for the second `sr2`).
+# LAUNCH (environment): what runs `train`; `LAUNCH="torchrun --standalone --nproc-per-node 2 -m
+# sagan_restore" bash recipes/sr2_v2.sh ...` splits each batch of 16 over two CPU processes (gloo), the
+# same global batch and samples as one process.
 #
 # It runs longer than one sitting: `sagan-restore train --resume RUN_DIR` continues it exactly.
 set -euo pipefail
 RUN=${1:-runs/sr2_v2}
 CORPUS=${2:-data/corpus}
 VAL=${3:-data/val_photos}
+BLOCKS=${4:-4,1,1,1}
+ITERS=${5:-20000}
+LAUNCH=${LAUNCH:-sagan-restore}
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 [ -d "$VAL" ] || python recipes/validation_photos.py --out "$VAL"
-sagan-restore train \
+$LAUNCH train \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --dead-leaves 0.1 --val "$VAL" \
   --task sr --scale 2 --quantize-share 1 \
-  --block res --width 32 --depth 3 --blocks 4,1,1,1 --crop 96 --batch 16 \
+  --block res --width 32 --depth 3 --blocks "$BLOCKS" --crop 96 --batch 16 \
   --adv-weight 0 --lr 1e-3 --beta1 0.9 --beta2 0.9 --lr-schedule cosine --lr-decay-from 0 \
-  --ema 0.999 --precision auto --iters 20000 --seed 0 \
+  --ema 0.999 --precision auto --iters "$ITERS" --seed 0 \
   --save-every 500 --keep 3 --sample-every 1000 --no-progress --out "$RUN"

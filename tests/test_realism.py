@@ -172,3 +172,20 @@ def test_smaller_delta_groups_load_back_and_follow_the_fine_tune_more_closely(tm
         errors.append(float((_weights(checkpoint.load_generator(path)[0]) - _weights(tuned)).abs().mean()))
         sizes.append(path.stat().st_size)
     assert errors[1] < 0.8 * errors[0] and sizes[1] > sizes[0]
+
+
+def test_8bit_delta_follows_a_long_fine_tune_sixteen_times_more_finely(tmp_path):
+    """save_generator_delta(bits=8): for a fine-tune that moved its weights far (real-restore from denoise),
+    steps 127 to a group's largest move where 4 bits have 7, at about half the size of float16 storage."""
+    base, base_path, tuned = base_and_fine_tune(tmp_path, lambda p: 0.5 * p.abs().mean() * torch.randn_like(p))
+    errors = {}
+    for bits in (4, 8):
+        path = tmp_path / f"b{bits}.safetensors"
+        checkpoint.save_generator_delta(path, tuned, base_path, bits=bits)
+        errors[bits] = float((_weights(checkpoint.load_generator(path)[0]) - _weights(tuned)).abs().mean())
+    assert errors[8] < errors[4] / 10
+    full = tmp_path / "full.safetensors"
+    checkpoint.save_generator(full, tuned, half=True)
+    assert 0.5 * full.stat().st_size < (tmp_path / "b8.safetensors").stat().st_size < 0.6 * full.stat().st_size
+    with pytest.raises(ValueError, match="bits"):
+        checkpoint.save_generator_delta(tmp_path / "b3.safetensors", tuned, base_path, bits=3)

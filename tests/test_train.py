@@ -451,10 +451,74 @@ def test_unconditional_discriminator_sees_the_output_alone(tmp_path):
         assert first.shape[1] == 3  # RGB output only, no input channels beside it
 
 
+def test_phase_locked_loss_sees_a_grid_at_the_input_pixel_period_not_image_detail(tmp_path, capsys):
+    """--grid-weight: the same mark in every input pixel's 4x4 block of output scores about its size; an
+    error as large that differs from block to block (detail that belongs to the image) and a plain offset
+    score far less."""
+    from sagan_restore.models.losses import phase_locked_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 192, 192)
+    mark = torch.zeros(4, 4)
+    mark[1, 2] = 0.08
+    mark[3, 0] = -0.08
+    grid = phase_locked_loss(target + mark.repeat(48, 48), target, 4)
+    detail = phase_locked_loss(target + 0.08 * torch.randn_like(target), target, 4)
+    assert grid.item() == pytest.approx(0.01, rel=0.01)  # (0.08 + 0.08) / 16 positions
+    assert detail < 0.5 * grid
+    assert phase_locked_loss(target + 0.1, target, 4) < 1e-6
+    run = tmp_path / "grid"
+    assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--task", "sr", "--scale", "2",
+                 "--grid-weight", "1", "--chroma-weight", "1", "--no-progress", *TINY_MODEL]) == 0
+    assert checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2)).config["grid_weight"] == 1
+    assert main(["train", "--out", str(tmp_path / "bad"), "--iters", "1", "--grid-weight", "1", "--no-progress",
+                 *TINY_MODEL]) == 2
+    assert "super-resolution" in capsys.readouterr().err
+
+
+def test_chroma_detail_loss_charges_colour_speckle_not_brightness_detail():
+    """--chroma-weight: fine colour detail the target lacks (the speckle of GAN tries on degraded inputs)
+    costs about its size, where fine brightness detail and a smooth colour cast cost nothing."""
+    from sagan_restore.models.losses import chroma_detail_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 1, 1).expand(2, 3, 64, 64).contiguous()  # flat colour
+    speckle = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1) * torch.randn(2, 1, 64, 64) * 0.1
+    brightness = torch.randn(2, 1, 64, 64).expand(2, 3, 64, 64) * 0.1
+    cast = torch.tensor([0.05, -0.02, 0.0]).view(1, 3, 1, 1)
+    assert chroma_detail_loss(target + speckle, target) > 0.02
+    assert chroma_detail_loss(target + brightness, target) < 1e-6
+    assert chroma_detail_loss(target + cast, target) < 1e-6
+    grey = torch.rand(2, 1, 32, 32)
+    assert chroma_detail_loss(grey + 0.1 * torch.randn_like(grey), grey) == 0
+
+
+def test_artifact_loss_charges_noisy_error_the_moving_average_does_not_make(tmp_path, capsys):
+    """--artifact-weight (LDL): false texture (an error that varies from pixel to pixel, where the EMA model
+    is right) is charged; a smooth error is not, nor is noisy error where the EMA model is worse still."""
+    from sagan_restore.models.losses import artifact_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 48, 48)
+    texture = target + 0.1 * torch.randn_like(target)
+    assert artifact_loss(texture, target, target) > 1e-4
+    assert artifact_loss(target + 0.1, target, target) < 1e-9  # no local variance, no artefact
+    worse = target + 0.3 * torch.randn_like(target)
+    assert artifact_loss(texture, worse, target) < 0.1 * artifact_loss(texture, target, target)
+    run = tmp_path / "ldl"
+    assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--artifact-weight", "1",
+                 "--ema", "0.9", "--no-progress", *TINY_MODEL]) == 0
+    assert checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2)).config["artifact_weight"] == 1
+    assert main(["train", "--out", str(tmp_path / "bad"), "--iters", "1", "--artifact-weight", "1", "--no-progress",
+                 *TINY_MODEL]) == 2
+    assert "ema" in capsys.readouterr().err
+
+
 def test_highpass_discriminator_judges_only_fine_detail(tmp_path, capsys):
     """--d-highpass: D sees the image minus its blur, so shading and colour (which L1 already fixes) cannot
     move its verdict, and the fine noise or texture it must judge passes through."""
-    from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator, high_frequencies
+    from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator
+    from sagan_restore.models.filters import high_frequencies
 
     torch.manual_seed(0)
     noise = torch.randn(2, 3, 48, 48) * 0.1

@@ -152,6 +152,16 @@ def add_train_parser(sub) -> None:
     opt.add_argument("--d-highpass", type=float, default=T["d_highpass"], metavar="SIGMA",
                      help="D judges the image minus its Gaussian blur of this sigma in pixels: fine detail "
                           "and noise only (frequency separation; default 0, the whole image)")
+    opt.add_argument("--grid-weight", type=float, default=T["grid_weight"],
+                     help="SR: penalise error that repeats with the input-pixel period (the grid a pixel-shuffle "
+                          "tail can draw under a GAN), this many times the pixel loss's weight (default 0)")
+    opt.add_argument("--chroma-weight", type=float, default=T["chroma_weight"],
+                     help="hold the colour's fine detail to the target's (against colour speckle), this many "
+                          "times the pixel loss's weight (default 0)")
+    opt.add_argument("--artifact-weight", type=float, default=T["artifact_weight"],
+                     help="LDL's artifact loss: pull harder where the error is noisy and worse than the EMA "
+                          "model's (false GAN texture), this many times the pixel loss's weight; needs --ema "
+                          "(default 0)")
     opt.add_argument("--l1-weight", type=float, default=T["l1_weight"], help="weight of the pixel loss")
     opt.add_argument("--pixel-loss", choices=["l1", "charbonnier"], default=T["pixel_loss"])
     opt.add_argument("--fft-weight", type=float, default=T["fft_weight"],
@@ -237,7 +247,8 @@ def train_config_from_args(args):
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, d_width=args.d_width, d_layers=args.d_layers,
         spectral_norm=args.spectral_norm, d_arch=args.d_arch, fm_weight=args.fm_weight,
         d_lr_mult=args.d_lr_mult, d_conditional=not args.d_unconditional,
-        d_warmup=args.d_warmup, d_highpass=args.d_highpass,
+        d_warmup=args.d_warmup, d_highpass=args.d_highpass, grid_weight=args.grid_weight,
+        chroma_weight=args.chroma_weight, artifact_weight=args.artifact_weight,
         d_norm=args.d_norm or ("none" if args.spectral_norm or args.d_arch == "unet" else "instance"),
         seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,

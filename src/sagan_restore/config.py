@@ -221,6 +221,17 @@ class TrainConfig:
     # (the frequency separation of Fritsche et al. 2019): colour and shading, which L1 already fixes, no
     # longer drown the texture difference between a restored output and a photo. 0: the whole image.
     d_highpass: float = 0.0
+    # > 0: penalise a pattern locked to the input-pixel grid in SR (models/losses.py, phase_locked_loss), this
+    # many times the pixel loss's weight: the mark a pixel-shuffle tail repeats in each input pixel's block of
+    # output, which L1 barely sees and a discriminator rewards.
+    grid_weight: float = 0.0
+    # > 0: hold the colour's fine detail to the target's (models/losses.py, chroma_detail_loss), this many times
+    # the pixel loss's weight: against the colour speckle of GAN fine-tunes on degraded inputs.
+    chroma_weight: float = 0.0
+    # > 0: LDL's artifact term (models/losses.py, artifact_loss), this many times the pixel loss's weight:
+    # L1 pulls harder where the output's error is noisy and worse than the EMA model's, the pixels where a
+    # GAN invents texture that is not there. Needs ema above 0.
+    artifact_weight: float = 0.0
     seed: int = 0
     init_from: Path | None = None  # start the generator from these weights (a fine-tune, or shipped weights)
     device: str = "auto"
@@ -253,7 +264,8 @@ class TrainConfig:
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema {self.ema:g}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
         for name in ("cache_mb", "workers", "fft_weight", "weight_decay", "adv_weight", "l1_weight", "dead_leaves",
-                     "fm_weight", "d_lr_mult"):
+                     "fm_weight", "d_lr_mult", "grid_weight",
+                     "chroma_weight", "artifact_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name):g}: must be 0 or more")
         if self.d_arch == "unet" and self.d_norm != "none":
@@ -267,6 +279,12 @@ class TrainConfig:
             raise ValueError("d_warmup needs a discriminator: set adv_weight above 0 too")
         if self.fm_weight > 0 and self.adv_weight == 0:
             raise ValueError("fm_weight needs a discriminator: set adv_weight above 0 too")
+        if self.artifact_weight > 0 and self.ema == 0:
+            raise ValueError("artifact_weight compares G with the moving average of its weights: set ema above "
+                             "0 too (e.g. 0.999)")
+        if self.grid_weight > 0 and self.generator.scale == 1:
+            raise ValueError("grid_weight is for super-resolution (--scale 2, 3 or 4): at scale 1 there is no "
+                             "input-pixel grid")
         if not 0 <= self.lr_decay_from <= 1:
             raise ValueError(f"lr_decay_from {self.lr_decay_from:g}: a fraction of the run, 0..1")
 

@@ -59,7 +59,8 @@ from sagan_restore.io import atomic_write
 from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator
 from sagan_restore.models.generator import UNetGenerator, attention_moved, grown_blocks, start_as_identity
-from sagan_restore.models.losses import adversarial_loss, feature_matching_loss, frequency_loss, pixel_loss
+from sagan_restore.models.losses import (adversarial_loss, artifact_loss, chroma_detail_loss, feature_matching_loss,
+                                         frequency_loss, phase_locked_loss, pixel_loss)
 from sagan_restore.plots import plot_losses, save_sample_grid
 
 LOG_FIELDS = ["step", "seconds", "g_total", "g_l1", "g_adv", "d_real", "d_fake", "val_psnr", "lr", "skipped",
@@ -319,6 +320,14 @@ def g_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -
             loss = cfg.l1_weight * loss_l1
             if cfg.fft_weight > 0:
                 loss = loss + cfg.l1_weight * cfg.fft_weight * frequency_loss(fake, target)
+            if cfg.grid_weight > 0:
+                loss = loss + cfg.l1_weight * cfg.grid_weight * phase_locked_loss(fake, target, cfg.generator.scale)
+            if cfg.chroma_weight > 0:
+                loss = loss + cfg.l1_weight * cfg.chroma_weight * chroma_detail_loss(fake, target)
+            if cfg.artifact_weight > 0:
+                with torch.no_grad(), amp():
+                    average = nets.ema(inputs)
+                loss = loss + cfg.l1_weight * cfg.artifact_weight * artifact_loss(fake, average, target)
             if d is not None:
                 with amp():
                     if cfg.fm_weight > 0:

@@ -4,12 +4,12 @@ pix2pix's PatchGAN, one logit per overlapping 70x70 patch, and Real-ESRGAN's U-N
 spectral norm, one logit per pixel.
 Both can return their intermediate features, for the feature-matching loss (models/losses.py)."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm as apply_spectral_norm
+
+from sagan_restore.models.filters import high_frequencies
 
 
 class PatchDiscriminator(nn.Module):
@@ -130,21 +130,6 @@ class UNetDiscriminator(nn.Module):
 
 
 NORMS = ("instance", "batch", "none")
-
-
-def high_frequencies(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The image minus its Gaussian blur of `sigma` pixels (separable, reflect-padded): the fine detail and
-    noise, where a restored output differs from a photo, without the colour and shading, where it does not.
-    Linear, so G's gradient passes through it."""
-    radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=image.device)
-    kernel = torch.exp(-taps**2 / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(image.dtype)
-    channels = image.shape[1]
-    blurred = F.pad(image, (radius, radius, radius, radius), mode="reflect")
-    blurred = F.conv2d(blurred, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    blurred = F.conv2d(blurred, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-    return image - blurred
 
 
 def receptive_field(layers: int) -> int:

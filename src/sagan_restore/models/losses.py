@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 
+from sagan_restore.models.filters import chroma, high_frequencies
+
 CHARBONNIER_EPS = 1e-3  # on the [0, 1] scale: a quarter of one 8-bit level, where |x| turns quadratic
 
 
@@ -39,3 +41,47 @@ def feature_matching_loss(fake_features: list[torch.Tensor], real_features: list
     asked to make what D sees in a photo, not only to flip D's verdict, a steadier signal that needs no
     pretrained network (no VGG or LPIPS weights can be had here)."""
     return torch.stack([F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_features, real_features)]).mean()
+
+
+def phase_locked_loss(output: torch.Tensor, target: torch.Tensor, scale: int, window: int = 16) -> torch.Tensor:
+    """How much of the SR error repeats with the input-pixel period: each input pixel becomes a scale x scale
+    block of output, and a pattern laid the same way into every block (the grid a pixel-shuffle tail draws
+    when a discriminator rewards any fine detail) survives averaging the error over `window` x `window`
+    input pixels at each of the scale**2 positions in the block, where detail that belongs to the image
+    does not (it differs from block to block). Mean absolute value of those local averages, less their
+    mean over the positions (a plain offset is L1's business). On the scale of L1: a grid of amplitude a
+    scores about a, where L1 sees it only at second order beside a larger error."""
+    h, w = (output.shape[-2] // scale) * scale, (output.shape[-1] // scale) * scale
+    error = F.pixel_unshuffle((output.float() - target.float())[..., :h, :w], scale)
+    b, _, lh, lw = error.shape
+    k = max(1, min(window, lh, lw))
+    local = F.avg_pool2d(error, k, stride=k).view(b, -1, scale * scale, lh // k, lw // k)
+    return (local - local.mean(dim=2, keepdim=True)).abs().mean()
+
+
+def chroma_detail_loss(output: torch.Tensor, target: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Mean absolute difference of the colour's fine detail (chroma less its Gaussian blur of `sigma`):
+    a photo has little of it, so colour speckle a GAN invents costs at first order here, where in L1 on
+    RGB it hides beside the larger brightness error. 0 for grey images."""
+    return F.l1_loss(high_frequencies(chroma(output.float()), sigma), high_frequencies(chroma(target.float()), sigma))
+
+
+def artifact_loss(output: torch.Tensor, average_output: torch.Tensor, target: torch.Tensor,
+                  window: int = 7) -> torch.Tensor:
+    """LDL's artifact term ("Details or Artifacts", Liang et al., CVPR 2022): a GAN's false texture shows as
+    an error that varies fast from pixel to pixel, and, unlike real detail, one that the moving average of
+    G's own weights (`average_output`, the EMA model's output on the same input) does not share. Where the
+    output is further from the target than the average's and the error's local variance (over `window`
+    pixels) is high, L1 pulls harder, in proportion to that variance and to the patch's error variance to
+    the 1/5 (LDL's weights). The map itself takes no gradient: it says where, L1 says how."""
+    error = (target.float() - output.float()).abs().sum(dim=1, keepdim=True)
+    average_error = (target.float() - average_output.float()).abs().sum(dim=1, keepdim=True)
+    with torch.no_grad():
+        pad = window // 2
+        padded = F.pad(error, (pad, pad, pad, pad), mode="reflect")
+        mean = F.avg_pool2d(padded, window, stride=1)
+        n = window * window
+        local_var = (F.avg_pool2d(padded * padded, window, stride=1) - mean * mean).clamp(min=0) * n / (n - 1)
+        patch_var = error.var(dim=(1, 2, 3), keepdim=True) ** 0.2
+        weight = (patch_var * local_var).masked_fill(error < average_error, 0.0)
+    return F.l1_loss(weight * output.float(), weight * target.float())
