@@ -161,6 +161,18 @@ def test_gan_variant_stored_as_a_4bit_difference_loads_close_to_the_original(tmp
         checkpoint.load_generator(tmp_path / "m_gan.safetensors")
 
 
+def test_a_difference_file_refuses_a_base_retrained_since(tmp_path):
+    """A base replaced by other weights of the same architecture (sr2 retrained, its variants not) would
+    silently add the stored differences to the wrong weights: loading names the file and the fix instead."""
+    base, base_path, tuned = base_and_fine_tune(tmp_path, lambda p: 0.03 * p.abs().mean() * torch.randn_like(p))
+    checkpoint.save_generator_delta(tmp_path / "m_gan.safetensors", tuned, base_path)
+    checkpoint.load_generator(tmp_path / "m_gan.safetensors")  # the base it was made against: loads
+    save(random_generator(seed=5), base_path)
+    with pytest.raises(UserError, match=r"m_gan.safetensors: stored as a difference from m.safetensors, whose "
+                                        r"weights have changed since; reinstall"):
+        checkpoint.load_generator(tmp_path / "m_gan.safetensors")
+
+
 def test_smaller_delta_groups_load_back_and_follow_the_fine_tune_more_closely(tmp_path):
     """save_generator_delta(group=16|8): more scales, less rounding; loading reads the group from the shapes."""
     _, base_path, tuned = base_and_fine_tune(  # uneven moves

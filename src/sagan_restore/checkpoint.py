@@ -4,6 +4,7 @@ self-describing). Turning a model name or path into a ready generator is infer/l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import re
@@ -69,6 +70,7 @@ def save_generator_delta(path: Path, model: UNetGenerator, base_path: Path, *, i
         "generator_config": json.dumps(config_to_dict(model.cfg)),
         "info": json.dumps(info or {}),
         "delta_of": Path(base_path).name,
+        "delta_base_sha256": weights_fingerprint(base),
     }
     base_state = base.state_dict()
     tensors = {}
@@ -76,6 +78,16 @@ def save_generator_delta(path: Path, model: UNetGenerator, base_path: Path, *, i
         delta = value.detach().float().cpu() - base_state[name]
         tensors.update(_quantize_delta(name, delta, group, bits) if delta.dim() >= 2 else {name: delta.half()})
     atomic_write(Path(path), lambda f: f.write(safetensors_bytes(tensors, metadata=metadata)))
+
+
+def weights_fingerprint(model: UNetGenerator) -> str:
+    """SHA-256 of the weights' names and float32 values: a difference file records its base's, so that a
+    base retrained with the same architecture cannot silently turn its differences into other weights."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 DELTA_CODES = {4: 7, 8: 127}  # bits per value: the largest code of the symmetric range
@@ -131,6 +143,11 @@ def load_generator(path: Path, *, device: str | torch.device = "cpu") -> tuple[U
         if not base_path.exists():
             raise UserError(f"{path}: stored as a difference from {base_path.name}, which is missing beside it")
         base, _ = load_generator(base_path)
+        expected = metadata.get("delta_base_sha256")  # absent in files written before it was recorded
+        if expected is not None and expected != weights_fingerprint(base):
+            raise UserError(f"{path}: stored as a difference from {base_path.name}, whose weights have changed "
+                            f"since; reinstall sagan-restore, or package this model again against the new "
+                            f"{base_path.name}")
         try:
             delta = _dequantize_delta(state, {k: v.shape for k, v in base.state_dict().items()})
         except (KeyError, RuntimeError) as err:
