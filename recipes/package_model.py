@@ -7,7 +7,7 @@
 --gan packages a GAN fine-tune of the model as its realism variant, NAME_gan.safetensors, which
 `enhance --realism` interpolates towards; --light a fine-tune that removes less as NAME_light.safetensors,
 which `enhance --strength` blends with. Either is stored as its difference from the shipped NAME model in
-4 bits per weight (28% of float16's size; all shipped weights must stay under 30 MB); its check allows
+4 bits per weight (28% of float16's size; all shipped weights must stay under 32 MB); its check allows
 0.05 dB, since such a variant is not there for its PSNR, and its scores are measured on the stored weights.
 --delta-of BASE stores a fine-tune of another shipped model (real-sr4 of sr4, real-sr2 of sr2) the same
 way, as its difference from BASE.safetensors beside it, checked to the fidelity models' 0.01 dB; 4-bit codes

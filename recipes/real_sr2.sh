@@ -15,7 +15,7 @@ RUN=${1:-runs/real_sr2}
 CORPUS=${2:-data/corpus}
 SETS=${3:-data/real_world}
 BICUBIC=${4:-sr2}
-BLOCKS=${5:-4,1,1,1}  # the architecture of the model it starts from (blocks per level)
+BLOCKS=${5:-8,1,1,1}  # the architecture of the model it starts from (the shipped sr2: blocks per level)
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 [ -d "$SETS/x2_medium" ] || python recipes/real_world_sets.py --photos data/val_photos --out "$SETS"
 sagan-restore train --init-from "$BICUBIC" \

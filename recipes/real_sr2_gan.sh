@@ -14,7 +14,7 @@ SETS=${3:-data/real_world}
 ITERS=${4:-1000}
 L1=${5:-200}
 INIT=${6:-real-sr2}
-BLOCKS=${7:-4,1,1,1}
+BLOCKS=${7:-8,1,1,1}  # the architecture of INIT (the shipped real-sr2: blocks per level)
 EXTRA=("${@:8}")
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 [ -d "$SETS/x2_medium" ] || python recipes/real_world_sets.py --photos data/val_photos --out "$SETS"

@@ -9,7 +9,7 @@ set -euo pipefail
 RUN=${1:-runs/sr2_gan}
 CORPUS=${2:-data/corpus}
 FIDELITY=${3:-sr2}
-BLOCKS=${4:-4,1,1,1}  # the architecture of the model it starts from (blocks per level)
+BLOCKS=${4:-8,1,1,1}  # the architecture of the model it starts from (the shipped sr2: blocks per level)
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 sagan-restore train --init-from "$FIDELITY" \
   --clean "$CORPUS/photos" --clean "$CORPUS/textures:0.3" --dead-leaves 0.1 \
