@@ -11,7 +11,7 @@ camera's large photos are). Sigma-25 protocol noise (seed 0) for the scale-1 mod
 itself as the SR models' input. Columns:
 seconds per input megapixel (the sizes interleaved, median of --reps), PSNR of the tiled output against the
 whole-image output (what tiling changes; rounded to 8 bits), and for scale-1 models PSNR against the clean
-mosaic (RGB). Writes the `tile_size` section of docs/BENCHMARKS.md.
+photo (RGB). Writes the `tile_size` section of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from sagan_restore.evaluation.protocol import protocol_noisy
 from sagan_restore.evaluation.report import markdown_table
 from sagan_restore.infer.enhance import Enhancer
 from sagan_restore.infer.tiling import AUTO_TILES
+from sagan_restore.io import quantize
 from sagan_restore.metrics import psnr
 
 SIGMA = 25.0
@@ -71,10 +72,6 @@ def smooth_photo() -> np.ndarray:
     return np.asarray(Image.fromarray(data.astronaut()).resize((1152, 864), Image.Resampling.BICUBIC))
 
 
-def to_8bit(pixels: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-
-
 def measure(name: str, tiles: list[int], photo: str, clean: np.ndarray, reps: int) -> list[dict]:
     """One row per tile size (0 = whole image): median seconds per input MP and the two PSNRs."""
     enhancers = {tile: Enhancer.load(name, tile=tile) for tile in [0, *tiles]}
@@ -87,7 +84,7 @@ def measure(name: str, tiles: list[int], photo: str, clean: np.ndarray, reps: in
     for _ in range(reps):
         for tile, enhancer in enhancers.items():
             began = time.perf_counter()
-            outputs[tile] = to_8bit(enhancer.enhance_pixels(x))
+            outputs[tile] = quantize(enhancer.enhance_pixels(x), 8)
             seconds[tile].append(time.perf_counter() - began)
     megapixels = x.shape[0] * x.shape[1] / 1e6
     rows = []
@@ -122,7 +119,7 @@ def main(argv=None) -> None:
         "Each model through `Enhancer` on two photos: the held-out photos of `recipes/validation_photos.py` "
         "cropped to 296 px and laid out 3 x 2 (888x592, detail at every pixel), and scikit-image's astronaut "
         f"enlarged to 1152x864 (smooth at the pixel scale, as large camera photos are); float32, {torch.get_num_threads()} thread(s) on {cpu_name()}, tile "
-        f"overlap 32; scale-1 models get sigma-{SIGMA:g} protocol noise, SR models the clean mosaic as input. "
+        f"overlap 32; scale-1 models get sigma-{SIGMA:g} protocol noise, SR models the clean photo as input. "
         f"Seconds per input megapixel: median of {args.reps}, the sizes interleaved in one run (compare them within "
         f"the run: other jobs may share the machine). `enhance` picks "
         f"the largest of {', '.join(map(str, AUTO_TILES))} that fits a quarter of the free memory.",

@@ -287,7 +287,7 @@ class TileSettings:
 # Automatic tiles are at most 512 pixels: above that, attention's quadratic cost and memory outgrow the
 # convolutions' (at 1024 it adds half again to a width-32 model's FLOPs, and 1.1 GB for its matrix). On CPU
 # (docs/BENCHMARKS.md, "Tile size"), the trained models ran 256-512 tiles within 20% of each other (384
-# fastest), 768 at 1.2-1.3x and whole images at 2-2.6x the time of 512, and every tile size gave PSNR
+# fastest), 768 at 1.1-1.3x and whole images at 1.8-2.6x the time of 512, and every tile size gave PSNR
 # within 0.03 dB of the whole image's: bigger is not better past 512, and 512 keeps GPU batches few.
 AUTO_TILES = (512, 384, 256, 192, 128)
 MAX_AUTO_BATCH = 16
