@@ -153,6 +153,29 @@ def test_lean_attention_for_large_inputs_computes_the_same(monkeypatch):
     torch.testing.assert_close(lean, plain, atol=1e-5, rtol=1e-5)
 
 
+def test_bf16_inference_on_tile_sized_inputs_takes_the_split_form(monkeypatch):
+    """In bf16 the split form runs twice as fast at a tile's bottleneck (attention.BF16_SPLIT_FROM), and
+    computes the same; training keeps the one-head form, which its backward pass runs faster."""
+    from sagan_restore.models import attention
+
+    heads = []
+    fused = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda q, k, v: heads.append(q.shape[1]) or fused(q, k, v))
+    torch.manual_seed(0)
+    block = attention.SelfAttention2d(16)
+    block.gamma.data.fill_(0.7)
+    x = torch.randn(1, 16, 32, 32)  # 1,024 tokens
+    with torch.no_grad():
+        exact = block(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = block(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        block(x)
+    assert heads == [1, 8, 1]
+    torch.testing.assert_close(fast.float(), exact, atol=0.05, rtol=0.02)
+
+
 @pytest.mark.parametrize("cfg", [
     GeneratorConfig(width=8, depth=2, block="naf", blocks=(1, 2, 1)),
     GeneratorConfig(width=8, depth=2, unshuffle=2, blocks=(0, 1, 2)),
