@@ -12,7 +12,7 @@ sigma-25 strengths of the `nlm` baseline, read and written with OpenCV, in a fre
 OpenCV's default threads (all cores, as ours) and with one. Each figure is the median of --repeats runs,
 the variants interleaved; the ratios compare medians of the same run. Writes the `enhance_vs_nlm-amd` or
 `enhance_vs_nlm-intel` section of docs/BENCHMARKS.md: one per CPU family, since the machines here differ in
-bf16 (native on the AMD EPYCs) and in how long importing torch takes.
+bf16 (native on some only) and in how long importing torch takes.
 """
 
 from __future__ import annotations
