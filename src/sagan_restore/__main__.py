@@ -1,5 +1,3 @@
-import sys
+from sagan_restore.cli import run
 
-from sagan_restore.cli import main
-
-sys.exit(main())
+run()

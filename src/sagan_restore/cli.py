@@ -393,7 +393,7 @@ def add_enhance_parser(sub) -> None:
                        help="torch.compile the model (inductor); each tile shape compiles first, about a "
                             "minute on CPU")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(command=run_enhance)
+    p.set_defaults(command=run_enhance, exit_at_once=True)
 
 
 def _bands(text: str) -> tuple[int, ...] | str:
@@ -727,7 +727,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return dispatch(build_parser().parse_args(argv))
+
+
+def run() -> None:
+    """The `sagan-restore` program. After `enhance`, whose files are all written and closed when it returns,
+    the process ends at once: the interpreter's teardown of a process that imported torch takes about 0.9 s
+    on the machines here (a sixth of a 1-megapixel enhance end to end, docs/BENCHMARKS.md), and does nothing
+    a finished enhance needs. Other commands exit normally (a training run's workers and writers close then)."""
+    args = build_parser().parse_args()
+    code = dispatch(args)
+    if getattr(args, "exit_at_once", False):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (BrokenPipeError, ValueError):  # a reader that stopped early, or a stream already closed
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
+def dispatch(args: argparse.Namespace) -> int:
     warnings.formatwarning = lambda message, category, *rest: f"sagan-restore: warning: {message}\n"
     try:
         code = args.command(args)
