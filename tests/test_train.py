@@ -493,6 +493,29 @@ def test_chroma_detail_loss_charges_colour_speckle_not_brightness_detail():
     assert chroma_detail_loss(grey + 0.1 * torch.randn_like(grey), grey) == 0
 
 
+def test_block_loss_charges_steps_on_the_jpeg_grid_only(tmp_path):
+    """--block-weight: a tile left brighter than its neighbours (a JPEG block at 8 x scale pixels) is charged
+    by the size of its step; the same step off the grid, an offset of the whole image and an output that
+    matches the target's own edges on the grid are not; the weight reaches the run's config."""
+    from sagan_restore.models.losses import block_boundary_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 64, 64)
+    tiled = target.clone()
+    tiled[..., 32:, :] += 0.1  # the lower two 32-pixel block rows: one step, on the x4 grid
+    off_grid = target.clone()
+    off_grid[..., 20:, :] += 0.1
+    assert block_boundary_loss(tiled, target, 32).item() == pytest.approx(0.05)  # rows only: half the terms
+    assert block_boundary_loss(off_grid, target, 32).item() < 1e-6
+    assert block_boundary_loss(target + 0.1, target, 32).item() < 1e-6
+    assert block_boundary_loss(target, target, 8).item() == 0
+    assert block_boundary_loss(tiled, target, 16).item() == pytest.approx(0.1 / 6, rel=1e-4)  # 1 of 3 rows
+    run = tmp_path / "blocks"
+    assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--task", "sr", "--scale", "2",
+                 "--block-weight", "1", "--no-progress", *TINY_MODEL]) == 0
+    assert checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2)).config["block_weight"] == 1
+
+
 def test_artifact_loss_charges_noisy_error_the_moving_average_does_not_make(tmp_path, capsys):
     """--artifact-weight (LDL): false texture (an error that varies from pixel to pixel, where the EMA model
     is right) is charged; a smooth error is not, nor is noisy error where the EMA model is worse still."""

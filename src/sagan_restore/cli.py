@@ -155,6 +155,9 @@ def add_train_parser(sub) -> None:
     opt.add_argument("--grid-weight", type=float, default=T["grid_weight"],
                      help="SR: penalise error that repeats with the input-pixel period (the grid a pixel-shuffle "
                           "tail can draw under a GAN), this many times the pixel loss's weight (default 0)")
+    opt.add_argument("--block-weight", type=float, default=T["block_weight"],
+                     help="hold the output's steps across the input's JPEG block boundaries (every 8 x scale "
+                          "pixels) to the target's, this many times the pixel loss's weight (default 0)")
     opt.add_argument("--chroma-weight", type=float, default=T["chroma_weight"],
                      help="hold the colour's fine detail to the target's (against colour speckle), this many "
                           "times the pixel loss's weight (default 0)")
@@ -248,6 +251,7 @@ def train_config_from_args(args):
         spectral_norm=args.spectral_norm, d_arch=args.d_arch, fm_weight=args.fm_weight,
         d_lr_mult=args.d_lr_mult, d_conditional=not args.d_unconditional,
         d_warmup=args.d_warmup, d_highpass=args.d_highpass, grid_weight=args.grid_weight,
+        block_weight=args.block_weight,
         chroma_weight=args.chroma_weight, artifact_weight=args.artifact_weight,
         d_norm=args.d_norm or ("none" if args.spectral_norm or args.d_arch == "unet" else "instance"),
         seed=args.seed, device=args.device, workers=args.workers,

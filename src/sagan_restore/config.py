@@ -225,6 +225,10 @@ class TrainConfig:
     # many times the pixel loss's weight: the mark a pixel-shuffle tail repeats in each input pixel's block of
     # output, which L1 barely sees and a discriminator rewards.
     grid_weight: float = 0.0
+    # > 0: hold the output's steps across the input's JPEG block boundaries (every 8 x scale pixels) to the
+    # target's (models/losses.py, block_boundary_loss), this many times the pixel loss's weight: against
+    # the JPEG grid a real-world model leaves in, or enlarges.
+    block_weight: float = 0.0
     # > 0: hold the colour's fine detail to the target's (models/losses.py, chroma_detail_loss), this many times
     # the pixel loss's weight: against the colour speckle of GAN fine-tunes on degraded inputs.
     chroma_weight: float = 0.0
@@ -264,7 +268,7 @@ class TrainConfig:
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema {self.ema:g}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
         for name in ("cache_mb", "workers", "fft_weight", "weight_decay", "adv_weight", "l1_weight", "dead_leaves",
-                     "fm_weight", "d_lr_mult", "grid_weight",
+                     "fm_weight", "d_lr_mult", "grid_weight", "block_weight",
                      "chroma_weight", "artifact_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name):g}: must be 0 or more")

@@ -56,11 +56,11 @@ from sagan_restore.devices import pick_device, uses_bf16
 from sagan_restore.errors import UserError, first_line
 from sagan_restore.infer.loading import load_model
 from sagan_restore.io import atomic_write
-from sagan_restore.metrics import psnr
+from sagan_restore.metrics import JPEG_BLOCK, psnr
 from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator
 from sagan_restore.models.generator import UNetGenerator, attention_moved, grown_blocks, start_as_identity
-from sagan_restore.models.losses import (adversarial_loss, artifact_loss, chroma_detail_loss, feature_matching_loss,
-                                         frequency_loss, phase_locked_loss, pixel_loss)
+from sagan_restore.models.losses import (adversarial_loss, artifact_loss, block_boundary_loss, chroma_detail_loss,
+                                         feature_matching_loss, frequency_loss, phase_locked_loss, pixel_loss)
 from sagan_restore.plots import plot_losses, save_sample_grid
 
 LOG_FIELDS = ["step", "seconds", "g_total", "g_l1", "g_adv", "d_real", "d_fake", "val_psnr", "lr", "skipped",
@@ -322,6 +322,9 @@ def g_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -
                 loss = loss + cfg.l1_weight * cfg.fft_weight * frequency_loss(fake, target)
             if cfg.grid_weight > 0:
                 loss = loss + cfg.l1_weight * cfg.grid_weight * phase_locked_loss(fake, target, cfg.generator.scale)
+            if cfg.block_weight > 0:
+                block = JPEG_BLOCK * cfg.generator.scale
+                loss = loss + cfg.l1_weight * cfg.block_weight * block_boundary_loss(fake, target, block)
             if cfg.chroma_weight > 0:
                 loss = loss + cfg.l1_weight * cfg.chroma_weight * chroma_detail_loss(fake, target)
             if cfg.artifact_weight > 0:

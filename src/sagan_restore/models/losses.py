@@ -59,6 +59,23 @@ def phase_locked_loss(output: torch.Tensor, target: torch.Tensor, scale: int, wi
     return (local - local.mean(dim=2, keepdim=True)).abs().mean()
 
 
+def block_boundary_loss(output: torch.Tensor, target: torch.Tensor, block: int) -> torch.Tensor:
+    """Mean absolute difference between the output's and the target's steps from pixel to pixel across the
+    boundaries of `block`-pixel tiles (columns and rows block*k - 1 to block*k, from the top-left corner):
+    where a JPEG input's 8x8 blocks lie, 8 x scale output pixels apart. L1 sees a block left a little too
+    bright or dark as an error spread over its whole area, which the network cannot tell from the image's
+    own shading; here the step at its edge, which a photo does not have, costs at first order. The same
+    boundaries metrics.blockiness measures. 0 for crops smaller than two blocks."""
+    error = output.float() - target.float()
+    terms = []
+    for dim in (-1, -2):
+        size = error.shape[dim]
+        after = torch.arange(block, size, block, device=error.device)  # the first pixel of each next block
+        if after.numel():
+            terms.append((error.index_select(dim, after) - error.index_select(dim, after - 1)).abs().flatten())
+    return torch.cat(terms).mean() if terms else error.new_zeros(())
+
+
 def chroma_detail_loss(output: torch.Tensor, target: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Mean absolute difference of the colour's fine detail (chroma less its Gaussian blur of `sigma`):
     a photo has little of it, so colour speckle a GAN invents costs at first order here, where in L1 on
