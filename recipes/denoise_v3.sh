@@ -4,7 +4,11 @@
 # 15,000, 31.75 at 30,000 on the held-out photos, sigma 25). Same body, data, degradations and losses; the
 # peak learning rate is half the first cycle's (5e-4, cosine to 0) and the data order is new (seed 1).
 #
-#   bash recipes/denoise_v3.sh [RUN_DIR] [CORPUS_DIR] [VAL_DIR] [START_MODEL] [ITERS]
+#   bash recipes/denoise_v3.sh [RUN_DIR] [CORPUS_DIR] [VAL_DIR] [START_MODEL] [ITERS] [FLAGS...]
+#
+# FLAGS are added last and win: the later cycles in docs/MODELS.md that changed only the data mix ran this
+# recipe with `--quantize-share 0.3 --grey-share 0.3 --seed 3` (runs/denoise_v5) and `--grey-share 0.3 --seed
+# 3` (runs/denoise_v6, 2,500 steps).
 #
 # It runs longer than one sitting: `sagan-restore train --resume RUN_DIR` continues it exactly.
 set -euo pipefail
@@ -13,6 +17,7 @@ CORPUS=${2:-data/corpus}
 VAL=${3:-data/val_photos}
 START=${4:-denoise}
 ITERS=${5:-8000}
+EXTRA=("${@:6}")
 [ -d "$CORPUS/photos" ] || python recipes/build_corpus.py --out "$CORPUS"
 [ -d "$VAL" ] || python recipes/validation_photos.py --out "$VAL"
 sagan-restore train --init-from "$START" \
@@ -21,4 +26,4 @@ sagan-restore train --init-from "$START" \
   --block res --width 32 --depth 3 --blocks 1 --noise-map --crop 96 --batch 8 \
   --adv-weight 0 --fft-weight 0.05 --lr 5e-4 --beta1 0.9 --beta2 0.9 --lr-schedule cosine --lr-decay-from 0 \
   --ema 0.999 --precision auto --iters "$ITERS" --seed 1 \
-  --save-every 500 --keep 3 --sample-every 1000 --no-progress --out "$RUN"
+  --save-every 500 --keep 3 --sample-every 1000 --no-progress --out "$RUN" "${EXTRA[@]}"
