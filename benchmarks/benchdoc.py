@@ -50,3 +50,13 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"{commit} (with uncommitted changes)" if dirty else commit
+
+
+def runnable(baseline: str) -> bool:
+    """Learned peers are optional: without their packages their rows are left out, with a note."""
+    from sagan_restore import baselines
+
+    missing = baselines.peer_missing(baseline) if baseline in baselines.PEERS else None
+    if missing:
+        print(f"{Path(sys.argv[0]).name}: {missing}; so {baseline} has no rows", file=sys.stderr)
+    return missing is None

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchdoc import REPO, git_commit, replace_section, script_command
+from benchdoc import REPO, git_commit, replace_section, runnable, script_command
 
 from sagan_restore import baselines
 from sagan_restore.config import EvaluateConfig
@@ -52,14 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/BENCHMARKS.md")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
-
-
-def runnable(baseline: str) -> bool:
-    """Learned peers are optional: without their packages their rows are left out, with a note."""
-    missing = baselines.peer_missing(baseline) if baseline in baselines.PEERS else None
-    if missing:
-        print(f"quality.py: {missing}; so {baseline} has no rows", file=sys.stderr)
-    return missing is None
 
 
 def split_list(text: str) -> list[str]:

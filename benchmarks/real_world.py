@@ -1,7 +1,9 @@
 """The real-world models on the synthetic real-world sets: PSNR, SSIM, sharpness and JPEG blockiness of
 `real-sr4`, `real-sr2` and `real-restore` beside bicubic and the clean-data models they replace, every set
-its own severity, and a crops figure per scale (input | each method | ground truth). Rewrites the
-`real-world` section of docs/BENCHMARKS.md and writes docs/real_world_x4.png, _x2.png and _x1.png.
+its own severity, and a crops figure per scale (input | each method | ground truth). At x4 Real-ESRGAN
+x4plus, the GAN model people run on such photos, is scored beside them where the `peers-sr` extra is
+installed. Rewrites the `real-world` section of docs/BENCHMARKS.md and writes docs/real_world_x4.png, _x2.png
+and _x1.png.
 
     python recipes/validation_photos.py --out data/val_photos
     python recipes/real_world_sets.py --photos data/val_photos --out data/real_world
@@ -18,7 +20,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchdoc import REPO, git_commit, replace_section, script_command
+from benchdoc import REPO, git_commit, replace_section, runnable, script_command
 
 from sagan_restore.config import EvaluateConfig
 from sagan_restore.evaluation.machine import cpu_name
@@ -35,10 +37,11 @@ class Study:
     baseline: str  # what a user would get without us: plain bicubic, or the input itself
     models: tuple[str, ...]  # the model that handles this clean-data-only, then the real-world one
     figure_set: str  # the severity whose crops go in docs/
+    peers: tuple[str, ...] = ()  # learned peers made for this case, scored where their packages are installed
 
 
 STUDIES = (
-    Study(4, ("web", "light", "medium", "heavy"), "bicubic", ("sr4", "real-sr4"), "web"),
+    Study(4, ("web", "light", "medium", "heavy"), "bicubic", ("sr4", "real-sr4"), "web", ("realesrgan",)),
     Study(2, ("web", "light", "medium", "heavy"), "bicubic", ("sr2", "real-sr2"), "web"),
     Study(1, ("light", "medium", "heavy"), "noisy", ("denoise", "real-restore"), "medium"),
 )
@@ -72,6 +75,7 @@ def run_study(study: Study, args) -> list[str]:
     methods = [baseline_method(study.baseline, task)]
     for name in study.models:
         methods += model_methods((name,), device="cpu", realism=realism_points(name))
+    methods += [baseline_method(peer, task) for peer in study.peers if runnable(peer)]
     report = evaluate(cfg, progress=True, methods=methods)
     out = args.out / f"x{study.scale}"
     write_report(report, out, overwrite=True)

