@@ -168,3 +168,17 @@ def test_precision_is_bf16_by_default_only_where_the_cpu_runs_it_natively(album,
     assert enhance(album / "a.png", "-o", tmp_path / "out", "--model", model, *flags) == 0
     assert f"MP/s, {precision})" in capsys.readouterr().out
     assert (tmp_path / "out" / "a.png").exists()
+
+
+def test_self_ensemble_from_the_command_line_takes_out_more_noise_across_tiles(tmp_path):
+    clean = photo(96, 128)
+    noisy = clean + np.random.default_rng(3).normal(0, 25 / 255, clean.shape).astype(np.float32)
+    write_image(tmp_path / "noisy.png", np.clip(noisy, 0, 1))
+    errors = {}
+    for flags in ((), ("--self-ensemble",)):
+        out = tmp_path / ("x8" if flags else "plain")
+        assert enhance(tmp_path / "noisy.png", "-o", out, "--model", "denoise", "--tile", "64", "--overlap", "16",
+                       *flags) == 0
+        restored = np.asarray(Image.open(out / "noisy.png"), dtype=np.float64) / 255
+        errors[bool(flags)] = float(np.mean((restored - clean) ** 2))
+    assert errors[True] < 0.99 * errors[False], errors

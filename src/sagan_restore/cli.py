@@ -396,6 +396,10 @@ def add_enhance_parser(sub) -> None:
     speed.add_argument("--compile", action="store_true",
                        help="torch.compile the model (inductor); each tile shape compiles first, about a "
                             "minute on CPU")
+    speed.add_argument("--self-ensemble", action="store_true",
+                       help="average the model's outputs for the 8 flips and quarter turns of each tile: "
+                            "8x the network time for a little more fidelity (docs/BENCHMARKS.md); meant for "
+                            "--realism 0, as a GAN's invented texture averages away")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_enhance, exit_at_once=True)
 
@@ -432,7 +436,7 @@ def run_enhance(args) -> int:
                                  tile=args.tile, overlap=args.overlap, batch=args.batch,
                                  half=PRECISION_HALF[args.precision], compile=args.compile,
                                  realism=args.realism, realism_model=args.realism_model,
-                                 strength=args.strength)
+                                 strength=args.strength, self_ensemble=args.self_ensemble)
         if args.scale is not None and enhancer.scale != args.scale:
             raise UserError(f"--scale {args.scale}: --model {args.model} upscales x{enhancer.scale}; leave out one "
                             f"of the two")
@@ -592,7 +596,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--sigma", default="25", help="noise levels (0..255 scale), e.g. 15,25,50 (default 25)")
     p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")
     p.add_argument("--baselines", help="other methods run on the same inputs: noisy,nlm,bm3d,ffdnet (denoise; "
-                                       "default noisy) or bicubic,lanczos,span,waifu2x (sr; default bicubic); "
+                                       "default noisy) or bicubic,lanczos,span,waifu2x,realesrgan (sr; default "
+                                       "bicubic); "
                                        "none for none")
     p.add_argument("--quantized-input", action="store_true",
                    help="clip and round noisy inputs to 8 bits, as a saved file would be, instead of the "
@@ -609,6 +614,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--half", action="store_true",
                    help="models in bf16/fp16 autocast, as enhance --half (a CPU without native bf16 stays in "
                         "float32, with a warning)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="models average their outputs over the 8 flips and quarter turns, as enhance "
+                        "--self-ensemble (their rows are named NAME x8)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_evaluate)
 
@@ -636,7 +644,7 @@ def evaluate_config_from_args(args):
         strengths=_number_list(args.strength, kind=float, option="--strength") if args.strength else (),
         baselines=_names(args.baselines if args.baselines is not None else default_baselines),
         quantized_input=args.quantized_input, device=args.device, threads=args.threads, tile=args.tile,
-        half=args.half, figure_images=args.figure_images,
+        half=args.half, self_ensemble=args.self_ensemble, figure_images=args.figure_images,
     )
 
 

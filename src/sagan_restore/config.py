@@ -310,6 +310,7 @@ class EvaluateConfig:
     threads: int | None = None  # torch threads for models; None: torch's default. Baselines use one.
     tile: int | None = None  # models' tile size in input pixels; None: Enhancer's automatic choice, 0: none
     half: bool = False  # models in bf16 (fp16) autocast, as enhance --half: where the CPU or GPU runs it
+    self_ensemble: bool = False  # models average over the 8 flips and quarter turns, as enhance --self-ensemble
     figure_images: int = 3  # images shown in each comparison figure
 
 

@@ -39,10 +39,12 @@ def baseline_method(name: str, task: str) -> Method:
 
 
 def model_method(spec: str, name: str, *, device: str, tile: int | None = None,
-                 realism: float | None = None, strength: float = 1.0, half: bool = False) -> Method:
+                 realism: float | None = None, strength: float = 1.0, half: bool = False,
+                 self_ensemble: bool = False) -> Method:
     from sagan_restore.infer.enhance import Enhancer
 
-    enhancer = Enhancer.load(spec, device=device, tile=tile, realism=realism, strength=strength, half=half)
+    enhancer = Enhancer.load(spec, device=device, tile=tile, realism=realism, strength=strength, half=half,
+                             self_ensemble=self_ensemble)
     enhancer.enhance_pixels(np.zeros((16, 16, 3), dtype=np.float32))  # first call pays one-off set-up costs
     tiles = "whole images" if enhancer.settings.tile == 0 else \
         f"tiles of {enhancer.settings.tile} px overlapping by {enhancer.settings.overlap}"
@@ -50,7 +52,8 @@ def model_method(spec: str, name: str, *, device: str, tile: int | None = None,
     realism_note = f", realism {point:g}" if point is not None else ""
     strength_note = f", strength {strength:g}" if strength != 1 else ""
     precision = f", {str(enhancer.autocast_dtype).removeprefix('torch.')} autocast" if enhancer.autocast_dtype else ""
-    details = f"model {spec} ({enhancer.device}{precision}, {tiles}{realism_note}{strength_note})"
+    ensemble_note = ", x8 self-ensemble" if self_ensemble else ""
+    details = f"model {spec} ({enhancer.device}{precision}, {tiles}{realism_note}{strength_note}{ensemble_note})"
     return Method(name, "model", lambda pixels, condition: enhancer.enhance_pixels(pixels), enhancer.scale,
                   lambda condition: details, point)
 
@@ -67,23 +70,24 @@ def model_names(specs: tuple[str, ...]) -> list[str]:
 
 def model_methods(specs: tuple[str, ...], *, device: str, tile: int | None = None,
                   realism: tuple[float, ...] = (), strengths: tuple[float, ...] = (),
-                  half: bool = False) -> list[Method]:
+                  half: bool = False, self_ensemble: bool = False) -> list[Method]:
     """Each model once at its default realism, or once per realism point (named "NAME rR"), and likewise
-    once per --strength value (named "NAME sS")."""
+    once per --strength value (named "NAME sS"); "NAME x8" with the self-ensemble."""
     methods = []
     for spec, name in zip(specs, model_names(specs)):
         for r in realism or (None,):
             for s in strengths or (1.0,):
-                label = name + (f" r{r:g}" if realism else "") + (f" s{s:g}" if strengths else "")
+                label = (name + (f" r{r:g}" if realism else "") + (f" s{s:g}" if strengths else "")
+                         + (" x8" if self_ensemble else ""))
                 methods.append(model_method(spec, label, device=device, tile=tile, realism=r, strength=s,
-                                            half=half))
+                                            half=half, self_ensemble=self_ensemble))
     return methods
 
 
 def build_methods(cfg: EvaluateConfig) -> list[Method]:
     methods = [baseline_method(name, cfg.task) for name in cfg.baselines]
     methods += model_methods(cfg.models, device=cfg.device, tile=cfg.tile, realism=cfg.realism,
-                             strengths=cfg.strengths, half=cfg.half)
+                             strengths=cfg.strengths, half=cfg.half, self_ensemble=cfg.self_ensemble)
     if not methods:
         raise UserError("nothing to evaluate: give --model and/or --baselines")
     return methods
