@@ -14,6 +14,8 @@ import numpy as np
 from scipy.ndimage import laplace
 from skimage.metrics import structural_similarity
 
+from sagan_restore.io import JPEG_BLOCK
+
 # ITU-R BT.601 luma for RGB in [0, 1], on the 0..255 scale: Y = 16 + 65.481 R + 128.553 G + 24.966 B.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 _Y_OFFSET = 16.0
@@ -74,7 +76,6 @@ def _laplacian_energy(img: np.ndarray) -> float:
     return float(np.mean([np.mean(laplace(planes[..., c], mode="reflect") ** 2) for c in range(planes.shape[2])]))
 
 
-JPEG_BLOCK = 8  # pixels: JPEG codes each 8x8 block of luma on its own (chroma too, after 2x subsampling)
 
 
 def blockiness(img: np.ndarray, *, scale: int = 1) -> float:

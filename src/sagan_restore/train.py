@@ -55,8 +55,8 @@ from sagan_restore.data.degradations import quantize_8bit
 from sagan_restore.devices import pick_device, uses_bf16
 from sagan_restore.errors import UserError, first_line
 from sagan_restore.infer.loading import load_model
-from sagan_restore.io import atomic_write
-from sagan_restore.metrics import JPEG_BLOCK, psnr
+from sagan_restore.io import JPEG_BLOCK, atomic_write
+from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator
 from sagan_restore.models.generator import UNetGenerator, attention_moved, grown_blocks, start_as_identity
 from sagan_restore.models.losses import (adversarial_loss, artifact_loss, block_boundary_loss, chroma_detail_loss,

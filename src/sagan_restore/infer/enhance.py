@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -21,8 +22,8 @@ from sagan_restore.formats.raster import raster_kind
 from sagan_restore.infer.loading import load_model
 from sagan_restore.infer.rasters import BandChoice, enhance_raster
 from sagan_restore.infer.tiling import OnTiles, TileSettings, auto_tile_settings, tiled_apply_shrinking
-from sagan_restore.io import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES, READ_SUFFIXES, from_memory, read_image,
-                              resize, to_channels, to_memory, write_image)
+from sagan_restore.io import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES, JPEG_BLOCK, READ_SUFFIXES, from_memory,
+                              read_image, resize, to_channels, to_memory, write_image)
 from sagan_restore.models.generator import UNetGenerator
 from sagan_restore.models.noise_level import estimate_noise_level
 
@@ -50,6 +51,10 @@ class Enhancer:
                             "with --noise-map on Gaussian noise (denoise)")
         self.strength = strength
         self.self_ensemble = self_ensemble
+        if self_ensemble and _trained_on_jpeg(info):
+            warnings.warn(f"--self-ensemble: {name} learned to take out JPEG blocks, which it does best with the "
+                          "image the way up it came; averaged over flips and turns it leaves more of them, and "
+                          "on heavy JPEG it scores lower (docs/BENCHMARKS.md, Self-ensemble)")
         self._noise_level: torch.Tensor | None = None  # the whole image's, while enhance_pixels runs
         self.device = device
         self.info = info
@@ -176,12 +181,22 @@ class Enhancer:
             level = estimate_noise_level(x) * self.strength
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            if not self.self_ensemble:
-                y = self._forward(x, level)
-            else:  # each view's output turned back, then the eight averaged
-                y = sum(_undo_view(self._forward(_view(x, turns, flip), level).float(), turns, flip)
-                        for turns in range(4) for flip in (False, True)) / 8
+            y = self._forward(x, level) if not self.self_ensemble else self._ensemble_forward(x, level)
         return y.float().cpu().numpy()
+
+    def _ensemble_forward(self, x: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
+        """The mean of the model's outputs on the eight flips and quarter turns of `x`, each turned back.
+
+        The tiles are padded to whole JPEG blocks first. A tile starts on a block boundary, as the tiler
+        starts tiles at multiples of 2**depth; mirrored without the padding, a side of, say, 75 pixels would
+        put the input's 8x8 block edges off the U-Net's stride-2 grid, which the real-world models' deblocking
+        relies on (x4 medium blockiness 1.20 against 1.13 without the ensemble, before this padding)."""
+        h, w = x.shape[-2:]
+        block = max(self.model.multiple, JPEG_BLOCK)
+        padded = F.pad(x, (0, -w % block, 0, -h % block), mode="reflect") if h % block or w % block else x
+        y = sum(_undo_view(self._forward(_view(padded, turns, flip), level).float(), turns, flip)
+                for turns in range(4) for flip in (False, True)) / 8
+        return y[..., :h * self.scale, :w * self.scale]
 
     def _forward(self, x: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
         return self.forward(x) if level is None else self.forward(x, level)
@@ -192,6 +207,12 @@ class Enhancer:
             return alpha
         h, w = alpha.shape
         return np.clip(resize(alpha[..., None], (w * self.scale, h * self.scale))[..., 0], 0, 1)
+
+
+def _trained_on_jpeg(info: dict) -> bool:
+    """Whether the model's training inputs were JPEG-compressed (a real-world preset, or --jpeg)."""
+    task = info.get("task")
+    return isinstance(task, dict) and (task.get("preset", "custom") != "custom" or task.get("jpeg") is not None)
 
 
 def _view(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
