@@ -74,7 +74,10 @@ def run_study(study: Study, args) -> list[list[str]]:
         if method != "alone":
             continue
         x8 = by["x8", set_name, condition]
-        label = f"sigma {condition:g}" if study.task == "denoise" else f"x{condition}"
+        if study.task == "sr":
+            label = f"x{condition}"
+        else:  # a paired set's own degradation, or the protocol's Gaussian noise
+            label = "paired" if condition is None else f"sigma {condition:g}"
         rows.append([f"`{study.model}`", set_name, label, f"{alone.psnr:.2f}", f"{x8.psnr:.2f}",
                      f"{x8.psnr - alone.psnr:+.2f}", f"{alone.blockiness:.2f} / {x8.blockiness:.2f}",
                      f"{x8.sec_per_mp / alone.sec_per_mp:.1f}x"])

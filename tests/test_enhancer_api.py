@@ -174,13 +174,3 @@ def test_self_ensemble_brings_the_shipped_denoiser_closer_to_the_photo():
         error[ensemble] = float(np.mean((np.clip(out, 0, 1) - clean) ** 2))
     assert error[True] < 0.985 * error[False], error  # +0.11 dB on this crop; 0.985 is +0.07
 
-
-def test_self_ensemble_warns_for_models_that_learned_to_remove_jpeg_blocks():
-    import warnings
-
-    with pytest.warns(UserWarning, match="JPEG blocks"):
-        Enhancer.load("real-restore", self_ensemble=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        Enhancer.load("denoise", self_ensemble=True)
-        Enhancer.load("real-restore")
