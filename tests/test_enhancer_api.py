@@ -162,6 +162,8 @@ def test_self_ensemble_averages_the_model_over_the_eight_symmetries_of_each_tile
     ensemble = Enhancer.load(model_path, tile=0, self_ensemble=True).enhance_pixels(image)
     np.testing.assert_allclose(ensemble, np.mean(views, axis=0), atol=1e-5)
     assert np.abs(ensemble - plain.enhance_pixels(image)).mean() > 1e-3  # the random model is not symmetric
+    tiny = Enhancer.load(model_path, tile=0, self_ensemble=True).enhance_pixels(photo(3, 5))
+    assert tiny.shape == (3, 5, 3)  # too small to pad by reflection
 
 
 def test_self_ensemble_brings_the_shipped_denoiser_closer_to_the_photo():

