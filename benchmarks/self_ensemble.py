@@ -1,6 +1,6 @@
-"""What `--self-ensemble` buys and costs: each shipped fidelity model alone and averaged over the eight
-flips and quarter turns of its input, on the same held-out inputs in one run. Rewrites the `self-ensemble`
-section of docs/BENCHMARKS.md.
+"""What `--self-ensemble` buys and costs: the shipped fidelity models in STUDIES (all but `real-sr2`) alone
+and averaged over the eight flips and quarter turns of their input, on the same held-out inputs in one
+run. Rewrites the `self-ensemble` section of docs/BENCHMARKS.md.
 
     python recipes/validation_photos.py --out data/val_photos
     python recipes/validation_photos.py --out data/val_grey --grey

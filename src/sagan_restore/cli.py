@@ -398,8 +398,9 @@ def add_enhance_parser(sub) -> None:
                             "minute on CPU")
     speed.add_argument("--self-ensemble", action="store_true",
                        help="average the model's outputs for the 8 flips and quarter turns of each tile: "
-                            "7-8x the network time for +0.03 to +0.10 dB on the shipped models "
-                            "(docs/BENCHMARKS.md); meant for --realism 0, as a GAN's invented texture averages away")
+                            "7-8x the network time for +0.03 to +0.10 dB on the shipped models measured "
+                            "(docs/BENCHMARKS.md); meant for --realism 0, as a GAN's invented texture "
+                            "averages away")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(command=run_enhance, exit_at_once=True)
 
