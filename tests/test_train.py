@@ -586,3 +586,33 @@ def test_d_warmup_trains_only_the_discriminator_at_first(tmp_path):
     assert any(not torch.equal(states[2].generator[k], g0[k]) for k in g0)  # then G learns too
     rows = read_log(run)
     assert rows[0]["g_l1"] == "" and rows[0]["d_real"] != "" and rows[2]["g_l1"] != ""
+
+
+def test_detail_amplitude_loss_charges_missing_and_invented_detail_not_its_phase(tmp_path):
+    """--detail-weight: an output with the photo's amount of fine detail in each patch costs nothing even
+    where that detail is in another place (a texture shifted by a pixel), where one smoothed or one with
+    speckle on a smooth area costs; the Laplacian is the stencil metrics.sharpness_ratio uses; the weight reaches the
+    run's config."""
+    from scipy.ndimage import laplace
+
+    from sagan_restore.models.filters import laplacian
+    from sagan_restore.models.losses import detail_amplitude_loss
+
+    torch.manual_seed(0)
+    texture = torch.rand(1, 1, 64, 64)
+    target = texture.expand(1, 3, 64, 64).contiguous()
+    shifted = torch.roll(target, shifts=1, dims=-1)
+    smoothed = torch.nn.functional.avg_pool2d(target, 3, stride=1, padding=1, count_include_pad=False)
+    flat = torch.full_like(target, 0.5)
+    speckled = flat + 0.1 * torch.randn_like(flat)  # texture a GAN invents on a smooth area
+    assert detail_amplitude_loss(target, target).item() == 0
+    assert detail_amplitude_loss(shifted, target).item() < 0.05 * detail_amplitude_loss(smoothed, target).item()
+    assert detail_amplitude_loss(smoothed, target).item() > 0.5  # most of a uniform texture's ~1.6 RMS is gone
+    assert detail_amplitude_loss(speckled, flat).item() > 0.2  # about the noise's RMS Laplacian in luma, 0.3
+    inner = (slice(1, -1), slice(1, -1))  # the borders differ by the two libraries' reflect conventions
+    np.testing.assert_allclose(laplacian(texture)[0, 0][inner].numpy(), laplace(texture[0, 0].numpy())[inner],
+                               atol=1e-5)
+    run = tmp_path / "detail"
+    assert main(["train", "--out", str(run), "--iters", "2", "--save-every", "2", "--task", "sr", "--scale", "2",
+                 "--detail-weight", "0.5", "--no-progress", *TINY_MODEL]) == 0
+    assert checkpoint.TrainingState.load(checkpoint.checkpoint_path(run, 2)).config["detail_weight"] == 0.5

@@ -161,6 +161,10 @@ def add_train_parser(sub) -> None:
     opt.add_argument("--chroma-weight", type=float, default=T["chroma_weight"],
                      help="hold the colour's fine detail to the target's (against colour speckle), this many "
                           "times the pixel loss's weight (default 0)")
+    opt.add_argument("--detail-weight", type=float, default=T["detail_weight"],
+                     help="hold the amount of fine detail in each 16-pixel patch to the target's (against both "
+                          "L1's smoothing and a GAN's overshoot), this many times the pixel loss's weight "
+                          "(default 0)")
     opt.add_argument("--artifact-weight", type=float, default=T["artifact_weight"],
                      help="LDL's artifact loss: pull harder where the error is noisy and worse than the EMA "
                           "model's (false GAN texture), this many times the pixel loss's weight; needs --ema "
@@ -252,7 +256,8 @@ def train_config_from_args(args):
         d_lr_mult=args.d_lr_mult, d_conditional=not args.d_unconditional,
         d_warmup=args.d_warmup, d_highpass=args.d_highpass, grid_weight=args.grid_weight,
         block_weight=args.block_weight,
-        chroma_weight=args.chroma_weight, artifact_weight=args.artifact_weight,
+        chroma_weight=args.chroma_weight, detail_weight=args.detail_weight,
+        artifact_weight=args.artifact_weight,
         d_norm=args.d_norm or ("none" if args.spectral_norm or args.d_arch == "unet" else "instance"),
         seed=args.seed, device=args.device, workers=args.workers,
         save_every=args.save_every, keep=args.keep, sample_every=args.sample_every, log_every=args.log_every,

@@ -232,6 +232,10 @@ class TrainConfig:
     # > 0: hold the colour's fine detail to the target's (models/losses.py, chroma_detail_loss), this many times
     # the pixel loss's weight: against the colour speckle of GAN fine-tunes on degraded inputs.
     chroma_weight: float = 0.0
+    # > 0: hold the amount of fine detail in each 16-pixel patch (RMS Laplacian of the luma) to the target's
+    # (models/losses.py, detail_amplitude_loss), this many times the pixel loss's weight: a realism
+    # fine-tune's sharpness towards the photo's, up where L1 smooths and down where a GAN overshoots.
+    detail_weight: float = 0.0
     # > 0: LDL's artifact term (models/losses.py, artifact_loss), this many times the pixel loss's weight:
     # L1 pulls harder where the output's error is noisy and worse than the EMA model's, the pixels where a
     # GAN invents texture that is not there. Needs ema above 0.
@@ -269,7 +273,7 @@ class TrainConfig:
             raise ValueError(f"ema {self.ema:g}: the decay must be in [0, 1), e.g. 0.999 (0 = no moving average)")
         for name in ("cache_mb", "workers", "fft_weight", "weight_decay", "adv_weight", "l1_weight", "dead_leaves",
                      "fm_weight", "d_lr_mult", "grid_weight", "block_weight",
-                     "chroma_weight", "artifact_weight"):
+                     "chroma_weight", "detail_weight", "artifact_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name):g}: must be 0 or more")
         if self.d_arch == "unet" and self.d_norm != "none":

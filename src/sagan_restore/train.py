@@ -60,7 +60,8 @@ from sagan_restore.metrics import psnr
 from sagan_restore.models.discriminator import PatchDiscriminator, UNetDiscriminator
 from sagan_restore.models.generator import UNetGenerator, attention_moved, grown_blocks, start_as_identity
 from sagan_restore.models.losses import (adversarial_loss, artifact_loss, block_boundary_loss, chroma_detail_loss,
-                                         feature_matching_loss, frequency_loss, phase_locked_loss, pixel_loss)
+                                         detail_amplitude_loss, feature_matching_loss, frequency_loss,
+                                         phase_locked_loss, pixel_loss)
 from sagan_restore.plots import plot_losses, save_sample_grid
 
 LOG_FIELDS = ["step", "seconds", "g_total", "g_l1", "g_adv", "d_real", "d_fake", "val_psnr", "lr", "skipped",
@@ -327,6 +328,8 @@ def g_step(nets: Nets, cfg: TrainConfig, micro_batches, fakes, *, amp, device) -
                 loss = loss + cfg.l1_weight * cfg.block_weight * block_boundary_loss(fake, target, block)
             if cfg.chroma_weight > 0:
                 loss = loss + cfg.l1_weight * cfg.chroma_weight * chroma_detail_loss(fake, target)
+            if cfg.detail_weight > 0:
+                loss = loss + cfg.l1_weight * cfg.detail_weight * detail_amplitude_loss(fake, target)
             if cfg.artifact_weight > 0:
                 with torch.no_grad(), amp():
                     average = nets.ema(inputs)

@@ -31,6 +31,15 @@ def high_frequencies(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return image - blurred
 
 
+def laplacian(image: torch.Tensor) -> torch.Tensor:
+    """The 5-point Laplacian of each channel, reflect-padded: the stencil metrics.sharpness_ratio measures
+    with (scipy's `laplace`), so a loss on it speaks the metric's language."""
+    kernel = image.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+    channels = image.shape[1]
+    padded = F.pad(image, (1, 1, 1, 1), mode="reflect")
+    return F.conv2d(padded, kernel.view(1, 1, 3, 3).expand(channels, 1, 3, 3), groups=channels)
+
+
 def chroma(image: torch.Tensor) -> torch.Tensor:
     """An RGB batch less its luma in every channel: colour with no brightness (zero on grey pixels)."""
     return image - to_luma(image)

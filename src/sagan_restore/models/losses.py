@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from sagan_restore.models.filters import chroma, high_frequencies
+from sagan_restore.models.filters import chroma, high_frequencies, laplacian, to_luma
 
 CHARBONNIER_EPS = 1e-3  # on the [0, 1] scale: a quarter of one 8-bit level, where |x| turns quadratic
 
@@ -81,6 +81,22 @@ def chroma_detail_loss(output: torch.Tensor, target: torch.Tensor, sigma: float 
     a photo has little of it, so colour speckle a GAN invents costs at first order here, where in L1 on
     RGB it hides beside the larger brightness error. 0 for grey images."""
     return F.l1_loss(high_frequencies(chroma(output.float()), sigma), high_frequencies(chroma(target.float()), sigma))
+
+
+def detail_amplitude_loss(output: torch.Tensor, target: torch.Tensor, window: int = 16,
+                          eps: float = 1e-3) -> torch.Tensor:
+    """Mean absolute difference between the output's and the target's amount of fine detail, window by
+    window: the root-mean-square Laplacian of the luma over each `window` x `window` patch. It asks for
+    as much detail as the photo has where the photo has it, whatever its phase, so it pulls an L1-smoothed
+    output up and a GAN's invented texture down alike (the sharpness ratio towards 1 in each patch), where
+    L1 only ever pulls towards the blur of what the input cannot tell apart. Which detail, and how it
+    looks, stay the discriminator's and L1's business. On the scale of the Laplacian's amplitude."""
+    def amplitude(image: torch.Tensor) -> torch.Tensor:
+        energy = laplacian(to_luma(image.float())) ** 2
+        k = max(1, min(window, energy.shape[-2], energy.shape[-1]))
+        return torch.sqrt(F.avg_pool2d(energy, k, stride=k) + eps * eps)
+
+    return (amplitude(output) - amplitude(target)).abs().mean()
 
 
 def artifact_loss(output: torch.Tensor, average_output: torch.Tensor, target: torch.Tensor,
