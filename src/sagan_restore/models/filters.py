@@ -32,8 +32,9 @@ def high_frequencies(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def laplacian(image: torch.Tensor) -> torch.Tensor:
-    """The 5-point Laplacian of each channel, reflect-padded: the stencil metrics.sharpness_ratio measures
-    with (scipy's `laplace`), so a loss on it speaks the metric's language."""
+    """The 5-point Laplacian of each channel: the stencil metrics.sharpness_ratio measures with (scipy's
+    `laplace`), so a loss on it speaks the metric's language. Reflect-padded without repeating the edge
+    pixel, where scipy repeats it, so the two differ on the one-pixel border only."""
     kernel = image.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
     channels = image.shape[1]
     padded = F.pad(image, (1, 1, 1, 1), mode="reflect")
