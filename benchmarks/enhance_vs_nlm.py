@@ -9,8 +9,10 @@ The photo: scikit-image's astronaut resized to 1152 x 864 (0.995 MP) with Gaussi
 process (`sagan-restore enhance IN -o OUT --model M`), as it runs by default (`--precision auto`: bf16 on
 CPUs that run it natively) and with `--precision fp32`. NLM: `cv2.fastNlMeansDenoisingColored` with the
 sigma-25 strengths of the `nlm` baseline, read and written with OpenCV, in a fresh process too, with
-OpenCV's default threads (all cores, as ours) and with one. Each figure is the median of --repeats runs,
-the variants interleaved; the ratios compare medians of the same run. Writes the `enhance_vs_nlm-amd` or
+OpenCV's default threads (all cores, as ours) and with one. A third `enhance` row runs with glibc's own
+malloc settings (any GLIBC_TUNABLES in the environment makes `enhance` leave them alone), to show what
+keeping freed memory in the process (sagan_restore.allocator) saves. Each figure is the median of --repeats
+runs, the variants interleaved; the ratios compare medians of the same run. Writes the `enhance_vs_nlm-amd` or
 `enhance_vs_nlm-intel` section of docs/BENCHMARKS.md (`-no-bf16` added where the CPU lacks native bf16):
 one per kind of CPU, since the machines here differ in bf16 (native on some only), in how long importing
 torch takes and in how fast OpenCV runs.
@@ -19,6 +21,7 @@ torch takes and in how fast OpenCV runs.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -62,9 +65,11 @@ STAGES_PROGRAM = """
 import os, sys, time
 began = time.perf_counter()
 from pathlib import Path
+from sagan_restore.allocator import keep_freed_memory
 from sagan_restore.infer.enhance import Enhancer
 from sagan_restore.io import read_image, write_image
 imported = time.perf_counter()
+keep_freed_memory()
 enhancer = Enhancer.load(sys.argv[1], half=sys.argv[4] == "1")
 loaded = time.perf_counter()
 image = read_image(Path(sys.argv[2]))
@@ -76,6 +81,8 @@ written = time.perf_counter()
 print(imported - began, loaded - imported, decoded - loaded, ran - decoded, written - ran, flush=True)
 os._exit(0)
 """
+# An environment where `enhance` keeps glibc's default malloc: a tunable that changes nothing (0 is its default).
+GLIBC_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}
 STAGES = ("process start and exit", "imports", "model load", "decode", "network", "encode")
 
 
@@ -94,9 +101,10 @@ def make_photo(path: Path) -> None:
     Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(path)
 
 
-def timed(command: list[str]) -> tuple[float, str]:
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     began = time.perf_counter()
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, check=True, capture_output=True, text=True,
+                          env=None if env is None else {**os.environ, **env})
     return time.perf_counter() - began, done.stdout
 
 
@@ -121,6 +129,9 @@ def main(argv=None) -> None:
             f"sagan-restore enhance (default, {default_precision})": [
                 "sagan-restore", "enhance", str(photo), "-o", str(tmp / "half"), "--model", args.model,
                 "--overwrite"],
+            f"sagan-restore enhance (default, {default_precision}), glibc's default malloc": [
+                "sagan-restore", "enhance", str(photo), "-o", str(tmp / "malloc"), "--model", args.model,
+                "--overwrite"],
             "OpenCV NLM, default threads": [sys.executable, "-c", NLM_PROGRAM, "0", str(photo),
                                             str(tmp / "nlm.png"), str(h), str(h_color)],
             "OpenCV NLM, 1 thread": [sys.executable, "-c", NLM_PROGRAM, "1", str(photo), str(tmp / "nlm1.png"),
@@ -132,7 +143,7 @@ def main(argv=None) -> None:
         stages: dict[str, list[list[float]]] = {half: [] for half in stage_runs}
         for _ in range(args.repeats):  # interleaved, so drifting load falls on every variant alike
             for name, command in runs.items():
-                walls[name].append(timed(command)[0])
+                walls[name].append(timed(command, GLIBC_DEFAULTS if "glibc's default" in name else None)[0])
             for half, command in stage_runs.items():
                 wall_time, printed = timed(command)
                 inside = [float(v) for v in printed.split()]

@@ -9,8 +9,8 @@ utilisation. Rewrites the `train-speed` section of docs/BENCHMARKS.md.
 
 Each variant is `sagan-restore train` run in a child process on the same data (the photos of the built-in
 corpus as a --clean folder, decoded before training starts), with a log row per step. A run's numbers are
-medians over the steps after the warm-up; the variants run in interleaved rounds, and the table gives the
-median over rounds with the lowest and highest round beside it.
+medians over the steps after the warm-up; the variants run in interleaved rounds, each round in an order
+turned by one, and the table gives the median over rounds with the lowest and highest round beside it.
 """
 
 from __future__ import annotations
@@ -48,13 +48,17 @@ VARIANTS = {
     "compile": ["--compile"],
     "bf16+compile": ["--precision", "bf16", "--compile"],
     "bf16+channels-last": ["--precision", "bf16", "--channels-last"],
+    "glibc-malloc": [],
 }
+# Variants set by the environment instead: glibc's own malloc settings (`train` leaves malloc alone where
+# GLIBC_TUNABLES is set; 0 is perturb's default), to show what keeping freed memory saves (sagan_restore.allocator).
+VARIANT_ENV = {"glibc-malloc": {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--variants", default="default,workers2,bf16,channels-last", help=", ".join(VARIANTS))
+    p.add_argument("--variants", default="default,workers2,bf16,channels-last,glibc-malloc", help=", ".join(VARIANTS))
     p.add_argument("--iters", type=int, default=40, help="training steps per variant and round")
     p.add_argument("--rounds", type=int, default=2,
                    help="run all variants this many times, interleaved, so that a change in the machine's "
@@ -127,7 +131,8 @@ def run_variant(name: str, args, data: Path, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     job = {"device": args.device, "data": str(data), "out": str(out), "iters": args.iters,
            "flags": VARIANTS[name], "threads": args.threads}
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True,
+                          env={**os.environ, **VARIANT_ENV.get(name, {})})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"variant {name} failed:\n{proc.stderr[-3000:]}")
@@ -177,9 +182,10 @@ def report(args, results: dict, capacity: dict, *, commit: str, load_before: flo
         f"{list(g.attn_levels)}; PatchGAN width {cfg.d_width}, {cfg.d_layers} layers; crop {cfg.crop}, "
         f"batch {cfg.batch}, denoising at sigma {cfg.degradation.sigma[0]:g}; data: the "
         f"{len(corpus.builtin_photo_paths())} photos of the built-in corpus as `--clean`. Per run, medians over "
-        f"steps {args.warmup + 1}-{args.iters}; {args.rounds} interleaved round(s) of all variants, median "
-        "over rounds, with the slowest and fastest round beside it. Speed-ups are taken against the default "
-        "run of the same round (median, and range over rounds), since the machine's load drifts between rounds.",
+        f"steps {args.warmup + 1}-{args.iters}; {args.rounds} interleaved round(s) of all variants, each "
+        "starting one variant later than the one before, median over rounds, with the slowest and fastest round "
+        "beside it. Speed-ups are taken against the default run of the same round (median, and range over "
+        "rounds), since the machine's load drifts between rounds.",
         "",
         "| variant | flags | it/s | images/s | images/s, rounds | vs default, same round | waiting for data | " +
         ("GPU peak memory | GPU utilisation |" if args.device == "cuda" else "peak RSS |"),
@@ -191,7 +197,8 @@ def report(args, results: dict, capacity: dict, *, commit: str, load_before: flo
         ratios = r.get("ratios")
         versus = (f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
                   if ratios and name != "default" else "-")
-        row = (f"| {name} | `{' '.join(VARIANTS[name]) or '-'}` | {r['it_per_s']:.2f} | "
+        flags = " ".join([*(f"{k}={v}" for k, v in VARIANT_ENV.get(name, {}).items()), *VARIANTS[name]])
+        row = (f"| {name} | `{flags or '-'}` | {r['it_per_s']:.2f} | "
                f"{r['images_per_s']:.1f} | {low:.1f}-{high:.1f} | {versus} | {100 * r['data_wait']:.1f}% | ")
         if args.device == "cuda":
             util = r.get("gpu_util_median")
@@ -228,7 +235,8 @@ def main(argv=None) -> None:
         print(f"loader alone: {capacity}", flush=True)
         runs: dict[str, list[dict]] = {name: [] for name in names}
         for round_ in range(args.rounds):
-            for name in names:
+            # Each round starts one variant later, so that no variant always runs first (or after the same one).
+            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
                 runs[name].append(run_variant(name, args, data, Path(tmp) / f"round{round_}"))
                 print(f"round {round_ + 1}, {name}: {runs[name][-1]}", flush=True)
         results = {name: combine(found) for name, found in runs.items()}

@@ -304,9 +304,11 @@ def _refuse_degradation_flags(args) -> None:
 
 
 def run_train(args) -> int:
+    from sagan_restore.allocator import keep_freed_memory
     from sagan_restore.distributed import is_main_process
     from sagan_restore.train import TrainingStopped, load_run_config, train
 
+    keep_freed_memory()  # before the DataLoader's workers fork, so that they keep it too
     try:
         if args.resume:
             cfg = load_run_config(args.resume, iters=args.iters)
@@ -427,6 +429,7 @@ PRECISION_HALF = {"auto": None, "fp32": False, "half": True}  # --precision as E
 
 def run_enhance(args) -> int:
     from sagan_restore import distributed
+    from sagan_restore.allocator import keep_freed_memory
     from sagan_restore.devices import pick_device
     from sagan_restore.infer.enhance import Enhancer, enhance_files
 
@@ -436,6 +439,7 @@ def run_enhance(args) -> int:
         raise UserError(f"--max-pixels must be at least 1, not {args.max_pixels:g}")
     if args.outscale is not None and not 0 < args.outscale <= 16:
         raise UserError(f"--outscale {args.outscale:g}: must be above 0 and at most 16")
+    keep_freed_memory()
     # Under torchrun each process enhances its share of the files, on its own GPU (cuda:LOCAL_RANK).
     with distributed.session(pick_device(args.device)) as (rank, device):
         enhancer = Enhancer.load(enhance_model(args.model, args.scale, args.outscale), device=str(device),
@@ -654,6 +658,7 @@ def evaluate_config_from_args(args):
 
 
 def run_evaluate(args) -> int:
+    from sagan_restore.allocator import keep_freed_memory
     from sagan_restore.evaluation.methods import applies, build_methods
     from sagan_restore.evaluation.report import markdown_tables, write_report
     from sagan_restore.evaluation.runner import evaluate
@@ -665,6 +670,7 @@ def run_evaluate(args) -> int:
     test_sets = [open_test_set(root) for root in cfg.sets]  # a bad --set fails before any model loads
     conditions = [c for test_set in test_sets for c in conditions_for(test_set, cfg)]
     methods = build_methods(cfg)
+    keep_freed_memory()
     unused = [m.name for m in methods if not any(applies(m, c) for c in conditions)]
     if unused:
         raise UserError(f"--model {', '.join(unused)}: no set or --scale here matches the model's factor "
