@@ -60,3 +60,14 @@ def runnable(baseline: str) -> bool:
     if missing:
         print(f"{Path(sys.argv[0]).name}: {missing}; so {baseline} has no rows", file=sys.stderr)
     return missing is None
+
+
+def cpu_family() -> str:
+    """A section key for numbers that depend on the kind of CPU: the vendor, and whether bf16 is native
+    (machines of one vendor differ in that)."""
+    from sagan_restore.devices import cpu_has_native_bf16
+    from sagan_restore.evaluation.machine import cpu_name
+
+    name = cpu_name().lower()
+    vendor = "amd" if "amd" in name else "intel" if "intel" in name else "other"
+    return vendor if cpu_has_native_bf16() else f"{vendor}-no-bf16"

@@ -9,7 +9,7 @@ The photo: scikit-image's astronaut resized to 1152 x 864 (0.995 MP) with Gaussi
 process (`sagan-restore enhance IN -o OUT --model M`), as it runs by default (`--precision auto`: bf16 on
 CPUs that run it natively) and with `--precision fp32`. NLM: `cv2.fastNlMeansDenoisingColored` with the
 sigma-25 strengths of the `nlm` baseline, read and written with OpenCV, in a fresh process too, with
-OpenCV's default threads (all cores, as ours) and with one. A third `enhance` row runs with glibc's own
+OpenCV's default threads (all cores, as ours) and with one. Two more `enhance` rows run with glibc's own
 malloc settings (any GLIBC_TUNABLES in the environment makes `enhance` leave them alone), to show what
 keeping freed memory in the process (sagan_restore.allocator) saves. Each figure is the median of --repeats
 runs, the variants interleaved; the ratios compare medians of the same run. Writes the `enhance_vs_nlm-amd` or
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchdoc import git_commit, replace_section, script_command
+from benchdoc import cpu_family, git_commit, replace_section, script_command
 from PIL import Image
 from skimage import data
 
@@ -108,13 +108,6 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
     return time.perf_counter() - began, done.stdout
 
 
-def cpu_family() -> str:
-    """The section's key: the vendor, and whether bf16 is native (machines of one vendor differ in that)."""
-    name = cpu_name().lower()
-    vendor = "amd" if "amd" in name else "intel" if "intel" in name else "other"
-    return vendor if cpu_has_native_bf16() else f"{vendor}-no-bf16"
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     h, h_color, _ = nlm_strengths(SIGMA)
@@ -129,6 +122,9 @@ def main(argv=None) -> None:
             f"sagan-restore enhance (default, {default_precision})": [
                 "sagan-restore", "enhance", str(photo), "-o", str(tmp / "half"), "--model", args.model,
                 "--overwrite"],
+            "sagan-restore enhance --precision fp32, glibc's default malloc": [
+                "sagan-restore", "enhance", str(photo), "-o", str(tmp / "malloc32"), "--model", args.model,
+                "--overwrite", "--precision", "fp32"],
             f"sagan-restore enhance (default, {default_precision}), glibc's default malloc": [
                 "sagan-restore", "enhance", str(photo), "-o", str(tmp / "malloc"), "--model", args.model,
                 "--overwrite"],

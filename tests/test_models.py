@@ -140,40 +140,66 @@ def test_flop_count_of_a_12_megapixel_image_needs_no_memory():
 
 
 def test_lean_attention_for_large_inputs_computes_the_same(monkeypatch):
+    """Where gradients flow (training), inputs above LEAN_ABOVE weights take the per-head fused form."""
     from sagan_restore.models import attention
 
     torch.manual_seed(0)
     block = attention.SelfAttention2d(64)
     block.gamma.data.fill_(0.7)
     x = torch.randn(2, 64, 12, 10)
-    with torch.no_grad():
-        plain = block(x)
-        monkeypatch.setattr(attention, "LEAN_ABOVE", 0)  # force the per-head form at this small size
-        lean = block(x)
-    torch.testing.assert_close(lean, plain, atol=1e-5, rtol=1e-5)
-
-
-def test_bf16_inference_on_tile_sized_inputs_takes_the_split_form(monkeypatch):
-    """In bf16 the split form runs twice as fast at a tile's bottleneck (attention.BF16_SPLIT_FROM), and
-    computes the same; training keeps the one-head form, which its backward pass runs faster."""
-    from sagan_restore.models import attention
-
+    plain = block(x)
     heads = []
     fused = attention.F.scaled_dot_product_attention
     monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
                         lambda q, k, v: heads.append(q.shape[1]) or fused(q, k, v))
+    monkeypatch.setattr(attention, "LEAN_ABOVE", 0)  # force the per-head form at this small size
+    lean = block(x)
+    assert heads == [8]
+    torch.testing.assert_close(lean, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_inference_runs_attention_in_row_blocks(monkeypatch):
+    """At inference on a CPU, attention runs a block of query rows at a time (no fused kernel), in float32
+    and under bf16 autocast, and computes what the fused kernel does; training keeps the fused kernel."""
+    from sagan_restore.models import attention
+
+    fused_calls = []
+    fused = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda q, k, v: fused_calls.append(q.shape) or fused(q, k, v))
+    monkeypatch.setattr(attention, "ROW_BLOCK_WEIGHTS", 1024 * 300)  # 300 rows a block: 4 blocks, the last short
     torch.manual_seed(0)
     block = attention.SelfAttention2d(16)
     block.gamma.data.fill_(0.7)
-    x = torch.randn(1, 16, 32, 32)  # 1,024 tokens
+    x = torch.randn(2, 16, 32, 32)  # 1,024 tokens
+    exact = block(x)  # gradients enabled: the fused kernel
+    assert len(fused_calls) == 1
     with torch.no_grad():
-        exact = block(x)
+        blocks = block(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast = block(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        block(x)
-    assert heads == [1, 8, 1]
-    torch.testing.assert_close(fast.float(), exact, atol=0.05, rtol=0.02)
+            half = block(x)
+    assert len(fused_calls) == 1  # neither inference call used it
+    torch.testing.assert_close(blocks, exact, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(half.float(), exact, atol=0.05, rtol=0.02)
+
+
+def test_row_blocks_keep_the_logits_in_float32_under_autocast():
+    """Large logits rounded to bf16 would move the weights by several percent; the blocks compute them in
+    float32 as the fused kernels do, so under autocast only the weights' last rounding to bf16 is left."""
+    from sagan_restore.models.attention import attention_by_row_blocks
+
+    torch.manual_seed(0)
+    q, k = (4 * torch.randn(1, 512, 8).bfloat16() for _ in range(2))  # logits of a few tens
+    v = torch.randn(1, 512, 64).bfloat16()
+
+    def softmax_attention(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.double() / 8 ** 0.5, -1) @ v.double()
+
+    exact = softmax_attention(q.double() @ k.double().transpose(1, 2))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        half = attention_by_row_blocks(q, k, v)
+    bf16_logits = softmax_attention(q @ k.transpose(1, 2))  # what the same product would give in bf16
+    assert (half.double() - exact).abs().max() < 0.5 * (bf16_logits - exact).abs().max()
 
 
 @pytest.mark.parametrize("cfg", [

@@ -4,8 +4,8 @@ glibc's malloc serves blocks above its mmap threshold (at most 32 MB, and tensor
 are that size or more) from fresh pages, and hands freed memory at the top of the heap back to the system
 once more than twice that threshold is free. A network's forward pass frees and allocates its activations
 again for every tile and every training step, so each one pays the kernel to map and zero its pages again.
-On the 2-core machines here that was 108,500 page faults and 0.2 s of system time per forward of the
-shipped denoiser on a 512-pixel tile, which took 1.21x as long as with memory kept (docs/BENCHMARKS.md,
+On the 2-core machines here that was 102,300 page faults and 0.2 s of system time per float32 forward of
+the shipped denoiser on a 512-pixel tile, which took 1.25x as long as with memory kept (docs/BENCHMARKS.md,
 "Page faults", from benchmarks/page_faults.py).
 
 Keeping freed memory in the process removes that cost; the peak a process reaches is not raised by it, only
