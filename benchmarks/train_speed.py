@@ -1,9 +1,9 @@
 """Training speed: iterations and images per second of the real training loop at the default settings,
 the share of each step spent waiting for data, and what the DataLoader alone can deliver, for a few
-variants (DataLoader workers, bf16 autocast, channels-last, torch.compile). On a GPU also peak memory and
-utilisation. Rewrites the `train-speed` section of docs/BENCHMARKS.md.
+variants (DataLoader workers, bf16 autocast, channels-last, torch.compile, glibc's own malloc settings). On a
+GPU also peak memory and utilisation. Rewrites the `train-speed` section of docs/BENCHMARKS.md.
 
-    python benchmarks/train_speed.py                          # CPU: fp32, workers, bf16, channels-last
+    python benchmarks/train_speed.py                          # CPU: fp32, workers, bf16, channels-last, glibc-malloc
     python benchmarks/train_speed.py --variants default,compile
     python benchmarks/train_speed.py --device cuda --variants default,bf16,bf16+compile,bf16+channels-last
 

@@ -7,8 +7,8 @@ from torch import nn
 
 # Above this many attention weights per image, the fused path runs in the memory-lean form (see forward).
 LEAN_ABOVE = 2**26  # 256 MB of float32 weights: 8192 tokens, a 724x724 tile at depth 3
-# On a GPU in bf16 at inference, from this many tokens on, the fused path splits v into heads too (on an
-# Intel Xeon's CPU it was the faster form there: 0.15 s against 0.30 on a 512-pixel tile's 4,096 tokens).
+# On a GPU in bf16 at inference, from this many tokens on, the fused path splits v into heads too (chosen on
+# an Intel Xeon's CPU, before row blocks replaced it on CPUs: 0.15 s against one head's 0.30 at 4,096 tokens).
 BF16_SPLIT_FROM = 1024
 # At inference on a CPU the weights are computed a block of query rows at a time, each block holding at
 # most this many (16 MB in float32; blocks of 1,024 rows at a 512-pixel tile's 4,096 tokens): the memory
