@@ -67,6 +67,9 @@ def storage_loss_db(model, stored_model) -> float:
     return psnr(np.clip(exact, 0, 1), clean) - psnr(np.clip(stored, 0, 1), clean)
 
 
+# What load_model adds to a model's info when it blends a variant in at load time: facts about that load
+# (with file paths on the packaging machine), not about the weights, so they stay out of the metadata.
+LOAD_TIME_KEYS = ("strength", "strength_model", "realism", "realism_model")
 # (bits per value, values per float16 scale) of a difference file, tried in this order: smallest first
 DELTA_STORAGE = ((4, 32), (4, 16), (4, 8), (8, 32))
 BASELINES = {*baselines.DENOISERS, *baselines.UPSCALERS}  # every method of `evaluate --baselines`
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     run_dir = args.run if args.run.is_dir() else args.run.parent.parent
     info = {
-        **info,
+        **{k: v for k, v in info.items() if k not in LOAD_TIME_KEYS},
         "name": args.name + suffix,
         "steps": info.get("steps", info.get("step")),
         "recipe": args.recipe,

@@ -80,6 +80,29 @@ def test_package_model_recipe_writes_half_precision_weights(tmp_path, weights_di
     assert info["realism"] == 1 and info["name"] == "denoise"
 
 
+def test_package_model_keeps_load_time_facts_out_of_the_metadata(tmp_path, weights_dir):
+    """Re-storing a model that has a light variant beside it (real-restore) loads it through the strength
+    blend, which notes the light file's path in the info; that path must not land in the shipped file."""
+    torch.manual_seed(0)
+    model = UNetGenerator(GeneratorConfig(width=8, depth=2))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    checkpoint.save_generator(copy / "real-restore.safetensors", model, info={"steps": 4})
+    checkpoint.save_generator(copy / "real-restore_light.safetensors", model, info={"steps": 2})
+    checkpoint.save_generator(weights_dir / "denoise.safetensors", model, info={"steps": 1}, half=True)
+    sys.path.insert(0, str(REPO / "recipes"))
+    try:
+        import package_model
+    finally:
+        sys.path.pop(0)
+    assert "strength_model" in load_model(copy / "real-restore.safetensors")[1]
+    assert package_model.main([str(copy / "real-restore.safetensors"), "--name", "real-restore", "--recipe",
+                               "recipes/real_restore.sh", "--delta-of", "denoise"]) == 0
+    _, stored = checkpoint.load_generator(weights_dir / "real-restore.safetensors")
+    assert stored["steps"] == 4 and stored["name"] == "real-restore"
+    assert not {"strength", "strength_model", "realism", "realism_model"} & set(stored)
+
+
 def test_enhance_without_model_uses_the_shipped_denoiser(tmp_path, weights_dir):
     import numpy as np
     from PIL import Image
