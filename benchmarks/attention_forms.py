@@ -72,13 +72,7 @@ def fused(q, k, v, heads: int) -> torch.Tensor:
 
 
 def row_blocks(weights: int):
-    def run(q, k, v):
-        saved, attention.ROW_BLOCK_WEIGHTS = attention.ROW_BLOCK_WEIGHTS, weights
-        try:
-            return attention_by_row_blocks(q, k, v)
-        finally:
-            attention.ROW_BLOCK_WEIGHTS = saved
-    return run
+    return lambda q, k, v: attention_by_row_blocks(q, k, v, max_weights=weights)
 
 
 def forms(heads: int, tokens: int) -> dict:

@@ -62,6 +62,11 @@ def runnable(baseline: str) -> bool:
     return missing is None
 
 
+# An environment in which `enhance`, `evaluate` and `train` keep glibc's own malloc settings: any
+# GLIBC_TUNABLES makes them leave malloc alone (sagan_restore.allocator), and 0 is perturb's default.
+GLIBC_MALLOC_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}
+
+
 def cpu_family() -> str:
     """A section key for numbers that depend on the kind of CPU: the vendor, and whether bf16 is native
     (machines of one vendor differ in that)."""

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchdoc import cpu_family, git_commit, replace_section, script_command
+from benchdoc import GLIBC_MALLOC_DEFAULTS, cpu_family, git_commit, replace_section, script_command
 from PIL import Image
 from skimage import data
 
@@ -81,8 +81,6 @@ written = time.perf_counter()
 print(imported - began, loaded - imported, decoded - loaded, ran - decoded, written - ran, flush=True)
 os._exit(0)
 """
-# An environment where `enhance` keeps glibc's default malloc: a tunable that changes nothing (0 is its default).
-GLIBC_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}
 STAGES = ("process start and exit", "imports", "model load", "decode", "network", "encode")
 
 
@@ -139,7 +137,7 @@ def main(argv=None) -> None:
         stages: dict[str, list[list[float]]] = {half: [] for half in stage_runs}
         for _ in range(args.repeats):  # interleaved, so drifting load falls on every variant alike
             for name, command in runs.items():
-                walls[name].append(timed(command, GLIBC_DEFAULTS if "glibc's default" in name else None)[0])
+                walls[name].append(timed(command, GLIBC_MALLOC_DEFAULTS if "glibc's default" in name else None)[0])
             for half, command in stage_runs.items():
                 wall_time, printed = timed(command)
                 inside = [float(v) for v in printed.split()]

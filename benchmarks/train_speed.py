@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchdoc import git_commit, replace_section, script_command
+from benchdoc import GLIBC_MALLOC_DEFAULTS, git_commit, replace_section, script_command
 
 from sagan_restore.config import TrainConfig
 from sagan_restore.data import corpus
@@ -50,9 +50,9 @@ VARIANTS = {
     "bf16+channels-last": ["--precision", "bf16", "--channels-last"],
     "glibc-malloc": [],
 }
-# Variants set by the environment instead: glibc's own malloc settings (`train` leaves malloc alone where
-# GLIBC_TUNABLES is set; 0 is perturb's default), to show what keeping freed memory saves (sagan_restore.allocator).
-VARIANT_ENV = {"glibc-malloc": {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}}
+# Variants set by the environment instead: glibc's own malloc settings, to show what keeping freed memory
+# saves (sagan_restore.allocator).
+VARIANT_ENV = {"glibc-malloc": GLIBC_MALLOC_DEFAULTS}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -8,9 +8,9 @@ On the 2-core machines here that was 102,300 page faults and 0.2 s of system tim
 the shipped denoiser on a 512-pixel tile, which took 1.25x as long as with memory kept (docs/BENCHMARKS.md,
 "Page faults", from benchmarks/page_faults.py).
 
-Keeping freed memory in the process removes that cost; the peak a process reaches is not raised by it, only
-kept until the process ends. So the commands that run a network many times (`enhance`, `evaluate`, `train`)
-call keep_freed_memory() first. A user's own glibc malloc settings win: with MALLOC_TRIM_THRESHOLD_,
+Keeping freed memory in the process removes that cost; the process keeps its peak until it ends, and the
+peak grows a little (7% of peak RSS in that benchmark). So the commands that run a network many times
+(`enhance`, `evaluate`, `train`) call keep_freed_memory() first. A user's own glibc malloc settings win: with MALLOC_TRIM_THRESHOLD_,
 MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES in the environment, nothing is changed.
 """
 

@@ -17,12 +17,13 @@ BF16_SPLIT_FROM = 1024
 ROW_BLOCK_WEIGHTS = 2**22
 
 
-def attention_by_row_blocks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attention_by_row_blocks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                            max_weights: int | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v for (B, N, d) q and k and (B, N, C) v, the weights of a block of query
-    rows at a time (at most ROW_BLOCK_WEIGHTS of them). The logits and the softmax are float32 whatever the
-    inputs, as in the fused kernels; the weights are cast to v's dtype for the product with v, the bulk of
-    the work (C is 8 times d)."""
-    rows = max(1, ROW_BLOCK_WEIGHTS // k.shape[1])
+    rows at a time (at most `max_weights` of them, default ROW_BLOCK_WEIGHTS). The logits and the softmax
+    are float32 whatever the inputs, as in the fused kernels; the weights are cast to v's dtype for the
+    product with v, the bulk of the work (C is 8 times d)."""
+    rows = max(1, (max_weights or ROW_BLOCK_WEIGHTS) // k.shape[1])
     keys = (k.float() * k.shape[-1] ** -0.5).transpose(1, 2)
     blocks = []
     for block in q.split(rows, dim=1):
