@@ -10,8 +10,8 @@ the shipped denoiser on a 512-pixel tile, which took 1.25x as long as with memor
 
 Keeping freed memory in the process removes that cost; the process keeps its peak until it ends, and the
 peak grows a little (7% of peak RSS in that benchmark). So the commands that run a network many times
-(`enhance`, `evaluate`, `train`) call keep_freed_memory() first. A user's own glibc malloc settings win: with MALLOC_TRIM_THRESHOLD_,
-MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES in the environment, nothing is changed.
+(`enhance`, `evaluate`, `train`) call keep_freed_memory() first. A user's own glibc malloc settings win:
+with MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES in the environment, nothing is changed.
 """
 
 from __future__ import annotations
